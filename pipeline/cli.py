@@ -1,0 +1,70 @@
+"""``finsentry``: the one command-line entry point.
+
+Each area contributes its commands through a ``register(app)`` function in its
+own ``cli`` module, listed in ``COMMAND_MODULES``; heavy imports (torch, pyflink)
+happen inside the commands, so ``finsentry --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+import typer
+
+HELP = """\
+finsentry: a streaming financial sentiment monitor.
+
+News flows from feeds or replay files into Kafka (news.raw); a fine-tuned
+classifier scores topic and sentiment (news.scored); a Flink job aggregates
+event-time windows (sentiment.windows); an exporter turns windows into
+Prometheus metrics; Prometheus rules fire on negative spikes and Alertmanager
+hands them to the notifier.
+
+Quick start:  make demo        (everything, end to end, on the bundled model)
+              make test        (the test suite, against the real servers)
+
+Settings come from FINSENTRY_<SECTION>_<FIELD> environment variables, a
+secrets directory (FINSENTRY_SECRETS_DIR) or a YAML file (FINSENTRY_CONFIG);
+see docs/ and `finsentry stack status` for the local addresses.
+"""
+
+#: Modules whose ``register(app)`` adds commands; one per area.
+COMMAND_MODULES = [
+    "pipeline.stack.cli",
+]
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, os.environ.get("FINSENTRY_LOG_LEVEL", "INFO"))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kafka-python is chatty at INFO about every connection.
+    for noisy in ("kafka", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Prometheus metrics: definitions (one module), the /metrics server, the exporter."""

@@ -1,0 +1,183 @@
+"""Settings: one frozen pydantic-settings class per service.
+
+Every value comes, in order of precedence, from keyword arguments, environment
+variables (prefix ``FINSENTRY_<SECTION>_``), a secrets directory
+(``FINSENTRY_SECRETS_DIR``, one file per field, e.g. ``kafka_sasl_password``),
+and the optional YAML config file named by ``FINSENTRY_CONFIG`` whose top-level
+keys are the sections (``kafka:``, ``stack:``, ``classifier:``, ...).
+
+Secrets are ``SecretStr`` so that they never show up in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config_file_sections() -> dict[str, Any]:
+    path = os.environ.get("FINSENTRY_CONFIG")
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ValueError(f"settings: cannot read FINSENTRY_CONFIG={path!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"settings: FINSENTRY_CONFIG={path!r} must be a YAML mapping of sections")
+    return data
+
+
+class _YamlSectionSource(PydanticBaseSettingsSource):
+    """Reads one top-level section of the FINSENTRY_CONFIG YAML file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], section: str) -> None:
+        super().__init__(settings_cls)
+        self._values = _config_file_sections().get(section) or {}
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class ServiceSettings(BaseSettings):
+    """Base for every service's settings; subclasses set ``section``."""
+
+    section: ClassVar[str] = ""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.section:
+            cls.model_config = SettingsConfigDict(
+                frozen=True,
+                extra="ignore",
+                env_prefix=f"FINSENTRY_{cls.section.upper()}_",
+                secrets_dir=os.environ.get("FINSENTRY_SECRETS_DIR") or None,
+            )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            file_secret_settings,
+            _YamlSectionSource(settings_cls, cls.section),
+        )
+
+
+class KafkaSettings(ServiceSettings):
+    """How every finsentry client reaches Kafka, and the topics it uses."""
+
+    section: ClassVar[str] = "kafka"
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "finsentry"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+
+    topic_raw: str = "news.raw"
+    topic_scored: str = "news.scored"
+    topic_dlq: str = "news.dlq"
+    topic_windows: str = "sentiment.windows"
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+
+    def client_config(self) -> dict[str, Any]:
+        """Keyword arguments shared by kafka-python's producer, consumer and admin."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.security_protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ValueError(
+                    "kafka settings: security_protocol "
+                    f"{self.security_protocol} needs sasl_mechanism, sasl_username "
+                    "and sasl_password (FINSENTRY_KAFKA_SASL_*)"
+                )
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL"):
+            for key, value in (
+                ("ssl_cafile", self.ssl_cafile),
+                ("ssl_certfile", self.ssl_certfile),
+                ("ssl_keyfile", self.ssl_keyfile),
+            ):
+                if value is not None:
+                    config[key] = str(value)
+            if self.ssl_password is not None:
+                config["ssl_password"] = self.ssl_password.get_secret_value()
+        return config
+
+    def all_topics(self) -> list[str]:
+        return [self.topic_raw, self.topic_scored, self.topic_dlq, self.topic_windows]
+
+
+class StackSettings(ServiceSettings):
+    """The local stack started by ``finsentry stack up``: ports, directories, versions."""
+
+    section: ClassVar[str] = "stack"
+
+    host: str = "127.0.0.1"
+    run_dir: Path = Path.home() / ".finsentry" / "run"
+    cache_dir: Path = Path.home() / ".cache" / "finsentry"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9097
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    scrape_interval_seconds: int = Field(default=5, ge=1)
+    evaluation_interval_seconds: int = Field(default=5, ge=1)
+    start_timeout_seconds: float = Field(default=120.0, gt=0)
+    notifier_url: str = "http://127.0.0.1:8003/alertmanager"
+    java_home: Path | None = None
+    kafka_heap: str = "-Xms256m -Xmx1g"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://{self.host}:{self.alertmanager_port}"
+
+    @property
+    def prometheus_targets_dir(self) -> Path:
+        """file_sd directory: a service writes ``<job>.json`` here to be scraped."""
+        return self.run_dir / "prometheus" / "targets"
