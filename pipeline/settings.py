@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -181,3 +181,67 @@ class StackSettings(ServiceSettings):
     def prometheus_targets_dir(self) -> Path:
         """file_sd directory: a service writes ``<job>.json`` here to be scraped."""
         return self.run_dir / "prometheus" / "targets"
+
+
+class AggregateSettings(ServiceSettings):
+    """The Flink windowed aggregation job (``finsentry aggregate``).
+
+    Times inside Flink are epoch milliseconds, hence ``_ms`` everywhere. The
+    exactly-once Kafka sink only makes windows visible to ``read_committed``
+    consumers when a checkpoint completes, so ``checkpoint_interval_ms`` is also
+    the main part of the delay between a window closing and its record showing up.
+    """
+
+    section: ClassVar[str] = "aggregate"
+
+    job_name: str = "finsentry-aggregate"
+    #: Tumbling window length; every window kind is computed for all, topic and ticker.
+    tumbling_window_ms: int = Field(default=60_000, ge=1_000)
+    #: Hopping window length and slide; ``hopping_window_ms = 0`` disables hopping windows.
+    hopping_window_ms: int = Field(default=15 * 60_000, ge=0)
+    hopping_slide_ms: int = Field(default=60_000, ge=1_000)
+    #: Bounded out-of-orderness of ``published_at``: watermark = max event time seen - this.
+    out_of_orderness_ms: int = Field(default=5_000, ge=0)
+    #: A Kafka partition without records for this long stops holding the watermark back (0: never).
+    source_idle_timeout_ms: int = Field(default=10_000, ge=0)
+    #: De-duplicate by article id before counting.
+    dedupe_by_id: bool = True
+    #: Count a syndicated copy (``duplicate_of`` set) as the story it copies.
+    dedupe_by_duplicate_of: bool = True
+    #: How long an id is remembered for de-duplication (Flink state TTL).
+    dedupe_ttl_ms: int = Field(default=24 * 3600 * 1000, ge=60_000)
+    checkpoint_interval_ms: int = Field(default=5_000, ge=500)
+    #: Local path or Flink filesystem URI (file://, s3://) shared by JobManager and TaskManagers.
+    checkpoint_dir: str = str(Path.home() / ".finsentry" / "run" / "aggregate" / "checkpoints")
+    savepoint_dir: str = str(Path.home() / ".finsentry" / "run" / "aggregate" / "savepoints")
+    checkpoints_retained: int = Field(default=3, ge=1)
+    parallelism: int = Field(default=1, ge=1)
+    #: REST address ``host:port`` of an existing Flink JobManager, used by ``--remote``.
+    jobmanager_address: str | None = None
+    group_id: str = "finsentry-aggregate"
+    #: Where a job without a checkpoint starts reading ``news.scored``.
+    startup_mode: Literal["group-offsets", "earliest-offset", "latest-offset"] = "group-offsets"
+    #: Prefix of the Kafka transactional ids of the exactly-once sinks (unique per job).
+    transactional_id_prefix: str = "finsentry-aggregate"
+    #: Kafka producer transaction timeout; at most the broker's transaction.max.timeout.ms.
+    transaction_timeout_ms: int = Field(default=600_000, ge=10_000)
+    #: Side topic for records that arrive behind the watermark (JSON, ``decode_late``).
+    topic_late: str = "sentiment.late"
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> AggregateSettings:
+        if self.hopping_window_ms and (
+            self.hopping_window_ms <= self.hopping_slide_ms
+            or self.hopping_window_ms % self.hopping_slide_ms
+        ):
+            raise ValueError(
+                "aggregate settings: hopping_window_ms "
+                f"({self.hopping_window_ms}) must be a multiple of hopping_slide_ms "
+                f"({self.hopping_slide_ms}) and larger than it (0 disables hopping windows)"
+            )
+        if self.checkpoint_interval_ms >= self.transaction_timeout_ms:
+            raise ValueError(
+                f"aggregate settings: checkpoint_interval_ms ({self.checkpoint_interval_ms}) must be "
+                f"well below transaction_timeout_ms ({self.transaction_timeout_ms})"
+            )
+        return self
