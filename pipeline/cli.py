@@ -33,6 +33,9 @@ see docs/ and `finsentry stack status` for the local addresses.
 #: Modules whose ``register(app)`` adds commands; one per area.
 COMMAND_MODULES = [
     "pipeline.stack.cli",
+    "pipeline.metrics.cli",
+    "pipeline.notify.cli",
+    "pipeline.dashboards.cli",
     "models.feedback.cli",
 ]
 

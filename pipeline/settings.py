@@ -410,3 +410,92 @@ class RetrainSettings(ServiceSettings):
     poll_seconds: float = Field(default=60.0, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535)
+
+
+class ExporterSettings(ServiceSettings):
+    """``finsentry export``: ``sentiment.windows`` records become Prometheus gauges.
+
+    The exporter reads every partition itself (no consumer group: each replica
+    exposes every key) with ``read_committed``, because the Flink sink writes
+    transactionally. On start it re-reads the records of the last
+    ``startup_lookback_seconds`` so the gauges are back before the next window.
+    """
+
+    section: ClassVar[str] = "exporter"
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=8002, ge=0, le=65535)
+    #: Only the top N tickers by recent volume get series (bounded cardinality).
+    top_n_tickers: int = Field(default=50, ge=0)
+    #: Volume used to rank tickers: articles in windows that ended within this (event time).
+    ticker_volume_lookback_seconds: int = Field(default=3600, ge=1)
+    #: A key's series is removed once newer windows of its length are this many lengths ahead.
+    stale_after_windows: float = Field(default=3.0, gt=0)
+    #: Records younger than this (Kafka timestamp) are re-read at start-up.
+    startup_lookback_seconds: int = Field(default=3 * 3600, ge=0)
+    poll_timeout_ms: int = Field(default=500, ge=10)
+    #: Write a file_sd target so the local stack's Prometheus scrapes this exporter.
+    register_target: bool = True
+
+
+class NotifierSettings(ServiceSettings):
+    """``finsentry notify``: receives Alertmanager webhooks, delivers to channels.
+
+    A channel is on when its address is set: ``webhook_url`` (signed with
+    HMAC-SHA256 when ``webhook_secret`` is set), ``slack_webhook_url``,
+    ``smtp_host`` with ``email_to``. ``console`` prints every notification.
+    ``routes`` maps an Alertmanager receiver name to channel names; a receiver
+    that is not listed goes to every enabled channel.
+    """
+
+    section: ClassVar[str] = "notifier"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8003, ge=0, le=65535)
+    path: str = "/alertmanager"
+    #: When set, Alertmanager must send ``Authorization: Bearer <token>``.
+    bearer_token: SecretStr | None = None
+    console: bool = True
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_cafile: Path | None = None
+    email_from: str = "finsentry@localhost"
+    email_to: list[str] = Field(default_factory=list)
+    routes: dict[str, list[Literal["console", "webhook", "slack", "email"]]] = Field(
+        default_factory=lambda: {
+            "finsentry-critical": ["console", "webhook", "slack", "email"],
+            "finsentry-warning": ["console", "webhook", "slack"],
+            "finsentry-info": ["console"],
+        }
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    backoff_initial_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=8.0, ge=0)
+    #: How many delivered alert states are remembered for de-duplication.
+    dedupe_capacity: int = Field(default=10_000, ge=100)
+    #: Base URL of Grafana, used when an alert's dashboard link is a path.
+    grafana_url: str = "http://localhost:3000"
+    register_target: bool = True
+
+
+class GrafanaSettings(ServiceSettings):
+    """``finsentry dashboards push``: where Grafana is and how to log in.
+
+    A service-account ``token`` wins over ``username``/``password``.
+    """
+
+    section: ClassVar[str] = "grafana"
+
+    url: str = "http://localhost:3000"
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    folder: str = "finsentry"
+    timeout_seconds: float = Field(default=10.0, gt=0)

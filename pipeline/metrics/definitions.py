@@ -107,3 +107,112 @@ class RetrainMetrics:
                 "Wall-clock duration of the last retrain, training and evaluation.",
                 value=self._last_duration,
             )
+
+
+WINDOW_LABELS = ("dimension", "key", "window")
+
+
+class ExporterMetrics:
+    """``finsentry export``: the latest closed window per dimension, key and window length.
+
+    ``window`` is the window length as a Prometheus duration (``1m``, ``15m``).
+    Tickers only appear for the top N by volume (``ExporterSettings.top_n_tickers``).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.window_articles = Gauge(
+            "finsentry_window_articles",
+            "Articles in the latest closed window of this key.",
+            WINDOW_LABELS, registry=registry,
+        )
+        self.window_negative_articles = Gauge(
+            "finsentry_window_negative_articles",
+            "Negative articles in the latest closed window of this key.",
+            WINDOW_LABELS, registry=registry,
+        )
+        self.window_negative_ratio = Gauge(
+            "finsentry_window_negative_ratio",
+            "Share of negative articles (0..1) in the latest closed window of this key.",
+            WINDOW_LABELS, registry=registry,
+        )
+        self.window_mean_sentiment = Gauge(
+            "finsentry_window_mean_sentiment",
+            "Mean sentiment score (-1..1, p(positive) - p(negative)) in the latest closed window.",
+            WINDOW_LABELS, registry=registry,
+        )
+        self.window_end_timestamp_seconds = Gauge(
+            "finsentry_window_end_timestamp_seconds",
+            "Event-time end of the latest closed window of this key (Unix seconds).",
+            WINDOW_LABELS, registry=registry,
+        )
+        self.windows_consumed = Counter(
+            "finsentry_exporter_windows_consumed",
+            "Window records read from sentiment.windows.",
+            ["dimension"], registry=registry,
+        )
+        self.windows_ignored = Counter(
+            "finsentry_exporter_windows_ignored",
+            "Valid window records not shown: older than the key's latest window (out_of_order).",
+            ["dimension", "reason"], registry=registry,
+        )
+        self.windows_dead_lettered = Counter(
+            "finsentry_exporter_windows_dead_lettered",
+            "Window records that could not be decoded, sent to the dead-letter topic.",
+            ["reason"], registry=registry,
+        )
+        self.keys = Gauge(
+            "finsentry_exporter_keys",
+            "Keys currently exposed, per dimension.",
+            ["dimension"], registry=registry,
+        )
+        self.tickers_hidden = Gauge(
+            "finsentry_exporter_tickers_hidden",
+            "Tickers with recent windows that are outside the top N and have no series.",
+            registry=registry,
+        )
+        self.last_window_received_timestamp_seconds = Gauge(
+            "finsentry_exporter_last_window_received_timestamp_seconds",
+            "Wall-clock time the last window record was read (Unix seconds).",
+            registry=registry,
+        )
+        self.last_window_end_timestamp_seconds = Gauge(
+            "finsentry_exporter_last_window_end_timestamp_seconds",
+            "Newest event-time window end seen (Unix seconds).",
+            registry=registry,
+        )
+
+    def window_gauges(self) -> tuple[Gauge, ...]:
+        return (
+            self.window_articles,
+            self.window_negative_articles,
+            self.window_negative_ratio,
+            self.window_mean_sentiment,
+            self.window_end_timestamp_seconds,
+        )
+
+
+class NotifierMetrics:
+    """``finsentry notify``: webhooks received and deliveries per channel."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.webhooks_received = Counter(
+            "finsentry_notifier_webhooks_received",
+            "Alertmanager webhook requests, by outcome (accepted, unauthorized, invalid).",
+            ["outcome"], registry=registry,
+        )
+        self.deliveries = Counter(
+            "finsentry_notifier_deliveries",
+            "Notifications per channel and outcome (delivered, failed, duplicate).",
+            ["channel", "outcome"], registry=registry,
+        )
+        self.delivery_attempts = Counter(
+            "finsentry_notifier_delivery_attempts",
+            "Delivery attempts per channel, retries included.",
+            ["channel"], registry=registry,
+        )
+        self.delivery_duration_seconds = Histogram(
+            "finsentry_notifier_delivery_duration_seconds",
+            "Time to deliver one notification to one channel, retries included.",
+            ["channel"], registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )

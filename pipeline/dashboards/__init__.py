@@ -1,0 +1,1 @@
+"""Grafana dashboards in dashboards/: validation and upload."""

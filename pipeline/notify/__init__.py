@@ -1,0 +1,1 @@
+"""The notifier: Alertmanager webhooks in, console / signed webhook / Slack / email out."""
