@@ -499,3 +499,42 @@ class GrafanaSettings(ServiceSettings):
     password: SecretStr | None = None
     folder: str = "finsentry"
     timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class ClassifierSettings(ServiceSettings):
+    """``finsentry classify``: ``news.raw`` -> model -> ``news.scored`` (and ``news.dlq``).
+
+    Where the model comes from (registry, base encoder, device, torch threads)
+    is :class:`ModelSettings` (``FINSENTRY_MODEL_*``); this section is how the
+    service batches, runs and reports. A micro-batch closes at ``batch_size``
+    records or ``max_wait_ms`` after its first record, whichever comes first.
+    """
+
+    section: ClassVar[str] = "classifier"
+
+    group_id: str = "finsentry-classifier"
+    #: Records per micro-batch (one produce + commit per batch).
+    batch_size: int = Field(default=256, ge=1, le=10_000)
+    #: Longest a record waits for its batch to fill (milliseconds).
+    max_wait_ms: int = Field(default=50, ge=0, le=60_000)
+    #: Sequences per forward pass inside a micro-batch (sorted by length first).
+    inference_batch_size: int = Field(default=64, ge=1)
+    #: ``auto`` (CUDA bf16, else CPU int8), ``fp32``, ``bf16``, ``fp16`` (CUDA), ``int8`` (CPU).
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
+    #: Token budget per sequence; None uses the model entry's training length.
+    max_tokens: int | None = Field(default=None, ge=8)
+    #: ``head``: title + lead within the budget; ``chunks``: overlapping chunks, scores averaged.
+    long_text: Literal["head", "chunks"] = "head"
+    max_chunks: int = Field(default=16, ge=1)
+    #: Texts (title + body) longer than this go to the DLQ as ``text_too_long``.
+    max_text_chars: int = Field(default=100_000, ge=100)
+    #: How often the registry's ``current`` pointer is checked for a new model.
+    reload_poll_seconds: float = Field(default=5.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=8001, ge=0, le=65535)
+    #: Write a file_sd target so the local stack's Prometheus scrapes the service.
+    register_target: bool = True
+    #: Longest wait for Kafka to acknowledge a batch's output before the service gives up.
+    produce_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: A replica silent this long leaves the group and its partitions move (after kill -9).
+    session_timeout_ms: int = Field(default=45_000, ge=6_000)

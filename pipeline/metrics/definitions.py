@@ -216,3 +216,67 @@ class NotifierMetrics:
             ["channel"], registry=registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+
+
+class ClassifierMetrics:
+    """``finsentry classify``: records in, verdicts out, dead letters, model in service.
+
+    ``reason`` on dead letters is a slug from ``pipeline.messages.InvalidMessage``
+    (invalid_json, missing_field, invalid_field, invalid_utf8, empty_text, ...)
+    or ``text_too_long`` / ``inference_failed``; ``outcome`` on reloads is
+    ``success`` or ``failure``.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records_consumed = Counter(
+            "finsentry_classifier_records_consumed",
+            "Records read from news.raw.",
+            registry=registry,
+        )
+        self.records_scored = Counter(
+            "finsentry_classifier_records_scored",
+            "Articles scored and acknowledged on news.scored, by predicted sentiment.",
+            ["sentiment"],
+            registry=registry,
+        )
+        self.records_dead_lettered = Counter(
+            "finsentry_classifier_records_dead_lettered",
+            "Records sent to news.dlq, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "finsentry_classifier_batch_size",
+            "Records per micro-batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=registry,
+        )
+        self.inference_seconds = Histogram(
+            "finsentry_classifier_inference_seconds",
+            "Model time per micro-batch (tokenise + forward).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.end_to_end_latency_seconds = Histogram(
+            "finsentry_classifier_end_to_end_latency_seconds",
+            "From an article's fetched_at to its scored_at.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+            registry=registry,
+        )
+        self.consumer_lag_records = Gauge(
+            "finsentry_classifier_consumer_lag_records",
+            "Records on news.raw not yet consumed by this replica, per assigned partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.model_info = Info(
+            "finsentry_model",
+            "The model version this classifier replica is serving.",
+            registry=registry,
+        )
+        self.model_reloads = Counter(
+            "finsentry_classifier_model_reloads",
+            "Attempts to switch to a newly promoted model, by outcome (success, failure).",
+            ["outcome"],
+            registry=registry,
+        )

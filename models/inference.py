@@ -1,0 +1,438 @@
+"""Batched inference for the multi-task classifier, on CPU or CUDA.
+
+One :class:`InferenceEngine` wraps one loaded model. ``predict(texts)`` turns
+texts into :class:`~pipeline.classify.engine.Prediction` objects, in order:
+
+1. tokenise the whole call at once (fast tokenizer), truncating each text to
+   ``max_tokens`` (``long_text="head"``: the title and the lead, which is what
+   ``RawArticle.text`` puts first) or splitting it into overlapping chunks whose
+   probabilities are averaged, weighted by chunk length (``long_text="chunks"``);
+2. sort the sequences by length and cut them into batches of ``batch_size``,
+   each padded only to its own longest sequence, so short headlines never pay
+   for a long article;
+3. run the forward pass under ``torch.inference_mode()`` in the chosen
+   precision; softmax with the per-head temperatures (calibration) in fp32.
+
+Precisions: on CUDA ``bf16`` (default), ``fp16`` or ``fp32``, inputs copied
+from pinned memory without blocking. On CPU ``fp32``, ``bf16`` (only where the
+CPU has ``avx512_bf16`` or AMX: elsewhere it is emulated and slower than fp32)
+and ``int8`` (dynamic quantisation of the encoder's Linear layers; the small
+heads stay fp32). LoRA adapters are merged into the base weights first, so the
+forward pass is a plain encoder. Texts pass through ``normalise`` first (the
+service uses ``models.data.normalise_text``, exactly what training saw).
+
+Use :func:`engine_from_registry` to serve a registry entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.classify.engine import Prediction
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+LongText = Literal["head", "chunks"]
+
+CPU_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+CUDA_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+class EngineError(RuntimeError):
+    """The engine cannot be built or cannot run as configured."""
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where bf16 matmuls run natively (AVX-512 BF16 or AMX), not emulated."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run the model. ``auto`` picks what measured fastest (docs/benchmarks.md)."""
+
+    #: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    device: str = "auto"
+    precision: Precision = "auto"
+    #: Sequences per forward pass (after sorting by length).
+    batch_size: int = 64
+    #: Token budget per sequence, special tokens included.
+    max_tokens: int = 128
+    long_text: LongText = "head"
+    #: Tokens shared by consecutive chunks (``long_text="chunks"``); None: a quarter of max_tokens.
+    chunk_overlap_tokens: int | None = None
+    #: Chunks scored per text; the rest are counted in ``chunks_dropped``.
+    max_chunks: int = 16
+    #: torch intra-op threads; None leaves torch's default.
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise EngineError(f"engine: batch_size must be >= 1, got {self.batch_size}")
+        if self.max_tokens < 8:
+            raise EngineError(f"engine: max_tokens must be >= 8, got {self.max_tokens}")
+        if (
+            self.chunk_overlap_tokens is not None
+            and not 0 <= self.chunk_overlap_tokens < self.max_tokens // 2
+        ):
+            raise EngineError(
+                "engine: chunk_overlap_tokens must be in [0, max_tokens/2), "
+                f"got {self.chunk_overlap_tokens}"
+            )
+        if self.max_chunks < 1:
+            raise EngineError(f"engine: max_chunks must be >= 1, got {self.max_chunks}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise EngineError(f"engine: num_threads must be >= 1, got {self.num_threads}")
+
+    def resolve(self) -> tuple[str, str]:
+        """The concrete (device, precision) these options mean on this machine."""
+        device = self.device
+        if device in ("", "auto"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device != "cpu" and not device.startswith("cuda"):
+            raise EngineError(f"engine: unknown device {device!r} (auto, cpu, cuda, cuda:N)")
+        on_cuda = device.startswith("cuda")
+        if on_cuda and not torch.cuda.is_available():
+            raise EngineError(f"engine: device {device!r} requested but torch sees no CUDA device")
+        precision = self.precision
+        if precision == "auto":
+            # Measured on MiniLM (docs/benchmarks.md): on CPU int8 dynamic
+            # quantisation is the fastest mode and agrees with fp32 on >= 99%
+            # of labels; on CUDA bf16 tensor cores.
+            precision = "bf16" if on_cuda else "int8"
+        allowed = CUDA_PRECISIONS if on_cuda else CPU_PRECISIONS
+        if precision not in allowed:
+            raise EngineError(
+                f"engine: precision {precision!r} is not available on {device} ({allowed})"
+            )
+        if device == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+            raise EngineError(
+                "engine: precision 'bf16' on this CPU would be emulated "
+                "(no avx512_bf16/amx_bf16 flag); use 'int8' or 'fp32'"
+            )
+        return device, precision
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every PEFT adapter into its base weights (``merge_and_unload``), recursively."""
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return model
+    if isinstance(model, PeftModel):
+        return model.merge_and_unload()
+    for name, child in list(model.named_children()):
+        merged = merge_lora(child)
+        if merged is not child:
+            setattr(model, name, merged)
+    return model
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantisation of the encoder's Linear layers (heads stay fp32).
+
+    ``torch.ao.quantization.quantize_dynamic`` is deprecated in favour of
+    torchao but still supported and fast in torch 2.13 (fbgemm/x86 with VNNI);
+    its deprecation warnings are expected and logged once here, any other
+    warning raised while quantising is passed on unchanged.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+        spec = {
+            name: default_dynamic_qconfig
+            for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and "head" not in name
+        }
+        if not spec:
+            raise EngineError("engine: int8 found no Linear layers to quantise")
+        quantized = quantize_dynamic(model, qconfig_spec=spec, dtype=torch.qint8)
+    expected = 0
+    for warning in caught:
+        text = str(warning.message)
+        if "deprecated" in text and ("torch.ao.quantization" in text or "quantize_per" in text):
+            expected += 1
+            continue
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if expected:
+        log.info(
+            "int8: quantised %d Linear layers with torch.ao quantize_dynamic "
+            "(%d deprecation warnings expected: torch.ao is deprecated in favour of torchao)",
+            len(spec),
+            expected,
+        )
+    return quantized
+
+
+def prepare_model(model: nn.Module, device: str, precision: str) -> nn.Module:
+    """Merge LoRA, switch to eval, and cast/quantise/move for (device, precision)."""
+    model = merge_lora(model).eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if device.startswith("cuda"):
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return model.to(device=device, dtype=dtype)
+    model = model.to("cpu")
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        return quantize_int8(model)
+    return model
+
+
+class InferenceEngine:
+    """Scores texts with one model; thread-compatible, not thread-safe (one caller at a time)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        version: str,
+        topic_names: Sequence[str],
+        sentiment_names: Sequence[str],
+        temperatures: dict[str, float] | None = None,
+        options: EngineOptions | None = None,
+        normalise: Callable[[str], str] | None = None,
+    ) -> None:
+        self.options = options or EngineOptions()
+        self.device, self.precision = self.options.resolve()
+        self._on_cuda = self.device.startswith("cuda")
+        self._normalise = normalise
+        if (
+            self.options.num_threads is not None
+            and torch.get_num_threads() != self.options.num_threads
+        ):
+            torch.set_num_threads(self.options.num_threads)
+        self._version = version
+        self.topic_names = tuple(topic_names)
+        self.sentiment_names = tuple(sentiment_names)
+        missing = {"negative", "neutral", "positive"} - set(self.sentiment_names)
+        if missing:
+            raise EngineError(
+                f"engine: sentiment names {self.sentiment_names} lack {sorted(missing)}"
+            )
+        self._neg = self.sentiment_names.index("negative")
+        self._pos = self.sentiment_names.index("positive")
+        temperatures = temperatures or {}
+        self.topic_temperature = float(temperatures.get("topic", 1.0))
+        self.sentiment_temperature = float(temperatures.get("sentiment", 1.0))
+        for head, value in (
+            ("topic", self.topic_temperature),
+            ("sentiment", self.sentiment_temperature),
+        ):
+            if not value > 0:
+                raise EngineError(
+                    f"engine: temperature of the {head} head must be > 0, got {value}"
+                )
+        self.tokenizer = tokenizer
+        pad = tokenizer.pad_token_id
+        self._pad_id = int(pad if pad is not None else 0)
+        started = time.perf_counter()
+        self.model = prepare_model(model, self.device, self.precision)
+        self.chunks_dropped = 0
+        log.info(
+            "engine ready: model %s on %s/%s, batch %d, max %d tokens, long text %s (%.1fs)",
+            version,
+            self.device,
+            self.precision,
+            self.options.batch_size,
+            self.options.max_tokens,
+            self.options.long_text,
+            time.perf_counter() - started,
+        )
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def mode(self) -> str:
+        """``device/precision``, e.g. ``cpu/int8``."""
+        return f"{self.device}/{self.precision}"
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text, in the order given."""
+        topic, sentiment = self.probabilities(texts)
+        return self._predictions(topic, sentiment)
+
+    def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated (topic, sentiment) probabilities, shapes (n, 20) and (n, 3)."""
+        n = len(texts)
+        if n == 0:
+            return np.zeros((0, len(self.topic_names)), np.float32), np.zeros((0, 3), np.float32)
+        ids, owners = self._tokenize(texts)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(lengths, kind="stable")
+        topic = np.empty((len(ids), len(self.topic_names)), np.float32)
+        sentiment = np.empty((len(ids), len(self.sentiment_names)), np.float32)
+        size = self.options.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(order), size):
+                rows = order[start : start + size]
+                t, s = self._forward([ids[i] for i in rows], int(lengths[rows[-1]]))
+                topic[rows] = t
+                sentiment[rows] = s
+        if owners is None:
+            return topic, sentiment
+        return _aggregate(topic, owners, lengths, n), _aggregate(sentiment, owners, lengths, n)
+
+    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray | None]:
+        opts = self.options
+        if self._normalise is not None:
+            texts = [self._normalise(t) for t in texts]
+        if opts.long_text == "head":
+            encoded = self.tokenizer(list(texts), truncation=True, max_length=opts.max_tokens)
+            return encoded["input_ids"], None
+        encoded = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=opts.max_tokens,
+            stride=opts.max_tokens // 4
+            if opts.chunk_overlap_tokens is None
+            else opts.chunk_overlap_tokens,
+            return_overflowing_tokens=True,
+        )
+        owners = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
+        ids = encoded["input_ids"]
+        keep = np.ones(len(ids), dtype=bool)
+        seen: dict[int, int] = {}
+        for i, owner in enumerate(owners):
+            seen[owner] = seen.get(owner, 0) + 1
+            if seen[owner] > opts.max_chunks:
+                keep[i] = False
+        if not keep.all():
+            dropped = int((~keep).sum())
+            self.chunks_dropped += dropped
+            log.warning(
+                "engine: %d chunks beyond max_chunks=%d not scored", dropped, opts.max_chunks
+            )
+            ids = [x for x, k in zip(ids, keep, strict=True) if k]
+            owners = owners[keep]
+        return ids, owners
+
+    def _forward(self, batch: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
+        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, seq in enumerate(batch):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        ids_t, mask_t = torch.from_numpy(input_ids), torch.from_numpy(mask)
+        if self._on_cuda:
+            ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
+            mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
+        out = self.model(input_ids=ids_t, attention_mask=mask_t)
+        topic = torch.softmax(out["topic_logits"].float() / self.topic_temperature, dim=-1)
+        sentiment = torch.softmax(
+            out["sentiment_logits"].float() / self.sentiment_temperature, dim=-1
+        )
+        return topic.cpu().numpy(), sentiment.cpu().numpy()
+
+    def _predictions(self, topic: np.ndarray, sentiment: np.ndarray) -> list[Prediction]:
+        topic_idx = topic.argmax(axis=1)
+        sent_idx = sentiment.argmax(axis=1)
+        out = []
+        for i in range(len(topic)):
+            t, s = int(topic_idx[i]), int(sent_idx[i])
+            score = float(sentiment[i, self._pos] - sentiment[i, self._neg])
+            out.append(
+                Prediction(
+                    topic=self.topic_names[t],
+                    topic_score=_unit(topic[i, t]),
+                    sentiment=self.sentiment_names[s],
+                    sentiment_score=min(1.0, max(-1.0, score)),
+                    confidence=_unit(sentiment[i, s]),
+                    model_version=self._version,
+                )
+            )
+        return out
+
+
+def _unit(value: float) -> float:
+    return min(1.0, max(0.0, float(value)))
+
+
+def _aggregate(probs: np.ndarray, owners: np.ndarray, lengths: np.ndarray, n: int) -> np.ndarray:
+    """Mean of chunk probabilities per text, weighted by chunk length in tokens."""
+    weights = lengths.astype(np.float32)[:, None]
+    total = np.zeros((n, probs.shape[1]), np.float32)
+    np.add.at(total, owners, probs * weights)
+    norm = np.zeros((n, 1), np.float32)
+    np.add.at(norm, owners, weights)
+    return total / np.maximum(norm, 1e-9)
+
+
+def engine_from_registry(
+    registry: Any,
+    version: str | None = None,
+    *,
+    options: EngineOptions | None = None,
+    max_tokens: int | None = None,
+    warmup: bool = True,
+) -> InferenceEngine:
+    """An engine serving ``version`` (default: the current entry) of ``registry``.
+
+    ``max_tokens`` None uses the entry's training length. The entry is verified
+    (file hashes, base-model hash) and, with ``warmup``, scores one text before
+    it is returned, so a corrupt or incompatible entry raises
+    ``models.registry.RegistryError`` here and never reaches the service loop.
+    """
+    import dataclasses
+
+    from models.data import normalise_text
+    from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
+    from models.loading import load_entry
+    from models.registry import RegistryError
+
+    entry = registry.get(version) if version is not None else registry.current()
+    loaded = load_entry(entry, "cpu", base_model_dir=registry.base_model_dir)
+    options = dataclasses.replace(
+        options or EngineOptions(), max_tokens=max_tokens or loaded.max_length_tokens
+    )
+    try:
+        engine = InferenceEngine(
+            loaded.model,
+            loaded.tokenizer,
+            version=entry.version,
+            topic_names=TOPIC_NAMES,
+            sentiment_names=SENTIMENT_NAMES,
+            temperatures=loaded.temperatures,
+            options=options,
+            normalise=normalise_text,
+        )
+        if warmup:
+            engine.predict(["Fed holds rates steady; stocks rally on earnings"])
+    except EngineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure here means the entry cannot serve
+        raise RegistryError(
+            f"registry entry {entry.version!r}: incompatible with the inference engine: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return engine
