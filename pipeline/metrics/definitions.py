@@ -280,3 +280,97 @@ class ClassifierMetrics:
             ["outcome"],
             registry=registry,
         )
+
+
+class IngestMetrics:
+    """What the crawler or the replayer put on ``news.raw`` (one role per process)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.articles_emitted = Counter(
+            "finsentry_ingest_articles_emitted",
+            "Articles acknowledged by Kafka on news.raw, by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.emit_failures = Counter(
+            "finsentry_ingest_emit_failures",
+            "Articles Kafka did not acknowledge (retried on the next poll or run).",
+            ["source"],
+            registry=registry,
+        )
+
+
+class CrawlerMetrics(IngestMetrics):
+    """``finsentry crawl``. ``status`` is one of ok, not_modified, client_error,
+    server_error, failed; ``reason`` comes from a fixed set of slugs (docs/ingest.md)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.fetches = Counter(
+            "finsentry_crawler_fetches",
+            "HTTP fetches of feeds and article pages by source and outcome.",
+            ["source", "status"],
+            registry=registry,
+        )
+        self.fetch_duration = Histogram(
+            "finsentry_crawler_fetch_duration_seconds",
+            "Duration of one fetch including redirects and retries.",
+            ["kind"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "finsentry_crawler_duplicates",
+            "Items already emitted (kind=seen, skipped) or near-duplicate stories (kind=near, "
+            "emitted with duplicate_of).",
+            ["kind"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "finsentry_crawler_errors",
+            "Fetch or parse failures by reason; the crawler carries on.",
+            ["reason"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "finsentry_crawler_refused",
+            "URLs not fetched by policy: robots, private_address, bad_scheme.",
+            ["reason"],
+            registry=registry,
+        )
+        self.items_skipped = Counter(
+            "finsentry_crawler_items_skipped",
+            "Feed items not emitted: stale, no_date, empty_text, no_link.",
+            ["reason"],
+            registry=registry,
+        )
+        self.dates_replaced = Counter(
+            "finsentry_crawler_dates_replaced",
+            "Published times replaced by the fetch time (reason=missing or future).",
+            ["reason"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "finsentry_crawler_last_success_timestamp_seconds",
+            "Unix time of the last feed poll that succeeded (200 or 304), per source.",
+            ["source"],
+            registry=registry,
+        )
+
+
+class ReplayMetrics(IngestMetrics):
+    """``finsentry replay``: rows read and skipped, and how far the replay is."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.rows_skipped = Counter(
+            "finsentry_replay_rows_skipped",
+            "Input rows not replayed, by reason (empty_text, bad_timestamp, invalid_row).",
+            ["reason"],
+            registry=registry,
+        )
+        self.progress = Gauge(
+            "finsentry_replay_progress_ratio",
+            "Share of the input rows handled so far (0..1).",
+            registry=registry,
+        )
