@@ -60,30 +60,12 @@ class LoadedModel:
     def logits(self, texts: list[str], *, batch_size: int = 64) -> dict[str, Any]:
         """Raw logits as float32 numpy arrays ``topic`` (N, 20) and ``sentiment`` (N, 3).
 
-        Texts are truncated to ``max_length_tokens`` tokens; callers that care
-        about long articles pass title plus lead (or chunks) themselves.
+        Texts are normalised like the training data (``models.data.normalise_text``)
+        and truncated to ``max_length_tokens`` tokens; callers that care about
+        long articles pass title plus lead (or chunks) themselves.
         """
-        import numpy as np
-        import torch
-
-        n = len(texts)
-        out = {"topic": np.zeros((n, len(TOPIC_NAMES)), np.float32),
-               "sentiment": np.zeros((n, len(SENTIMENT_NAMES)), np.float32)}
-        if n == 0:
-            return out
-        order = sorted(range(n), key=lambda i: len(texts[i]))
-        use_bf16 = self.device.startswith("cuda")
-        with torch.inference_mode():
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.max_length_tokens, return_tensors="pt")
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                    res = self.model(enc["input_ids"].to(self.device),
-                                     enc["attention_mask"].to(self.device))
-                out["topic"][idx] = res["topic_logits"].float().cpu().numpy()
-                out["sentiment"][idx] = res["sentiment_logits"].float().cpu().numpy()
-        return out
+        return compute_logits(self.model, self.tokenizer, texts, max_length_tokens=self.max_length_tokens,
+                              device=self.device, batch_size=batch_size)
 
     def predict_proba(self, texts: list[str], *, batch_size: int = 64) -> dict[str, Any]:
         """Calibrated probabilities (softmax of logits / temperature) per head."""
@@ -106,6 +88,34 @@ class LoadedModel:
                 probabilities={name: float(p) for name, p in zip(SENTIMENT_NAMES, sent_p, strict=True)},
             ))
         return results
+
+
+def compute_logits(model, tokenizer, texts: list[str], *, max_length_tokens: int, device: str,
+                   batch_size: int = 64) -> dict[str, Any]:
+    """Logits of ``model`` (eval mode) for ``texts``, length-sorted batches, in input order."""
+    import numpy as np
+    import torch
+
+    from models.data import normalise_text
+
+    n = len(texts)
+    out = {"topic": np.zeros((n, len(TOPIC_NAMES)), np.float32),
+           "sentiment": np.zeros((n, len(SENTIMENT_NAMES)), np.float32)}
+    if n == 0:
+        return out
+    clean = [normalise_text(t) for t in texts]
+    order = sorted(range(n), key=lambda i: len(clean[i]))
+    use_bf16 = device.startswith("cuda")
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([clean[i] for i in idx], padding=True, truncation=True,
+                            max_length=max_length_tokens, return_tensors="pt")
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                res = model(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            out["topic"][idx] = res["topic_logits"].float().cpu().numpy()
+            out["sentiment"][idx] = res["sentiment_logits"].float().cpu().numpy()
+    return out
 
 
 def build_model_for_entry(entry: RegistryEntry, base_model_dir: Path):

@@ -60,7 +60,10 @@ def peft_config(adapter: AdapterConfig):
 def load_encoder(base_model_dir: Path) -> nn.Module:
     """The bare encoder from a local Hugging Face directory; never reaches a hub."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    # the bundled encoder carries an unused pooler; its load report is noise
+    hf_logging.set_verbosity_error()
     if not (Path(base_model_dir) / "config.json").is_file():
         raise ModelError(f"model: base model dir {base_model_dir} has no config.json")
     try:

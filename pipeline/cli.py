@@ -33,6 +33,7 @@ see docs/ and `finsentry stack status` for the local addresses.
 #: Modules whose ``register(app)`` adds commands; one per area.
 COMMAND_MODULES = [
     "pipeline.stack.cli",
+    "models.cli",
     "pipeline.classify.cli",
     "pipeline.metrics.cli",
     "pipeline.notify.cli",
