@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "pipeline.notify.cli",
     "pipeline.dashboards.cli",
     "models.feedback.cli",
+    "pipeline.aggregate.cli",
 ]
 
 app = typer.Typer(
