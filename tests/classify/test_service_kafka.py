@@ -1,0 +1,293 @@
+"""The classifier service against the real broker, on the tiny random encoder.
+
+In-process runs (a thread) check exactly-once output of a clean run, the DLQ
+and hot reload; ``finsentry classify`` as a subprocess checks kill -9 and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from models.inference import EngineOptions, engine_from_registry
+from models.registry import Registry
+from models.testing import make_tiny_entry, tiny_base_dir
+from pipeline.classify.reload import ModelWatcher
+from pipeline.classify.service import ClassifierService
+from pipeline.kafka_io import make_consumer, make_producer
+from pipeline.messages import decode_dead_letter, decode_scored
+from pipeline.metrics.definitions import ClassifierMetrics
+from pipeline.settings import ClassifierSettings
+from tests.classify.helpers import BAD_RECORDS, raw_bytes
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tiny_registry(tmp_path) -> Registry:
+    make_tiny_entry(tmp_path, seed=0, version="tiny-v1")
+    return Registry(tmp_path, tiny_base_dir(tmp_path))
+
+
+def _engine(registry: Registry, version: str | None = None):
+    return engine_from_registry(registry, version, options=EngineOptions(precision="fp32"))
+
+
+def _produce(kafka, values: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = make_producer(kafka)
+    for key, value in values:
+        producer.send(kafka.topic_raw, key=key, value=value)
+    producer.flush(timeout=30)
+    producer.close()
+
+
+def _read(kafka, topic: str, expected: int, timeout: float = 90.0, decode=None) -> list:
+    """Everything on ``topic`` once at least ``expected`` records arrived (or the timeout)."""
+    consumer = make_consumer(kafka, None, topic)
+    found: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                found.extend(decode(r.value) if decode else r for r in records)
+            if len(found) >= expected:
+                # One more short poll so that duplicates beyond ``expected`` show up too.
+                for records in consumer.poll(timeout_ms=1000).values():
+                    found.extend(decode(r.value) if decode else r for r in records)
+                break
+    finally:
+        consumer.close()
+    return found
+
+
+class _Running:
+    """A ClassifierService on a thread; ``stop()`` drains and joins it."""
+
+    def __init__(self, service: ClassifierService) -> None:
+        self.service = service
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.service.run()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+            self.error = exc
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "service did not stop within 60 s"
+        if self.error is not None:
+            raise self.error
+
+
+def _settings(group_id: str, **overrides) -> ClassifierSettings:
+    values = dict(group_id=group_id, batch_size=32, max_wait_ms=20, session_timeout_ms=6000,
+                  metrics_port=0, register_target=False)
+    values.update(overrides)
+    return ClassifierSettings(**values)
+
+
+def _committed_everything(kafka, group_id: str) -> bool:
+    consumer = make_consumer(kafka, group_id, kafka.topic_raw)
+    try:
+        consumer.poll(timeout_ms=0)  # metadata
+        partitions = consumer.partitions_for_topic(kafka.topic_raw)
+        from kafka.structs import TopicPartition
+
+        tps = [TopicPartition(kafka.topic_raw, p) for p in partitions]
+        ends = consumer.end_offsets(tps)
+        return all((consumer.committed(tp) or 0) == ends[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
+def test_every_good_record_is_scored_once_and_every_bad_one_dead_lettered(
+    kafka_settings, group_id, tiny_registry
+):
+    good = [f"good-{i}" for i in range(120)]
+    values = [(i.encode(), raw_bytes(i, title=f"Headline {i}: shares crash")) for i in good]
+    values += [(name.encode(), value) for name, (value, _) in BAD_RECORDS.items()]
+    values += [(b"huge", raw_bytes("huge", body="x" * 5_000))]
+    _produce(kafka_settings, values)
+
+    metrics_registry = CollectorRegistry()
+    metrics = ClassifierMetrics(metrics_registry)
+    service = ClassifierService(_engine(tiny_registry), kafka=kafka_settings,
+                                settings=_settings(group_id, max_text_chars=1_000), metrics=metrics)
+    running = _Running(service)
+    try:
+        scored = _read(kafka_settings, kafka_settings.topic_scored, len(good), decode=decode_scored)
+        dead = _read(kafka_settings, kafka_settings.topic_dlq, len(BAD_RECORDS) + 1,
+                     decode=decode_dead_letter)
+    finally:
+        running.stop()
+
+    assert Counter(a.id for a in scored) == Counter(good)  # each exactly once
+    assert {a.model_version for a in scored} == {"tiny-v1"}
+    reasons = {d.key: d.reason for d in dead}
+    assert reasons == {**{k: r for k, (_, r) in BAD_RECORDS.items()}, "huge": "text_too_long"}
+    assert all(d.stage == "classify" and d.source_topic == kafka_settings.topic_raw for d in dead)
+    assert _committed_everything(kafka_settings, group_id)
+
+    sample = metrics_registry.get_sample_value
+    assert sample("finsentry_classifier_records_consumed_total") == len(values)
+    assert sum(sample("finsentry_classifier_records_scored_total", {"sentiment": s}) or 0
+               for s in ("negative", "neutral", "positive")) == len(good)
+    assert sample("finsentry_classifier_records_dead_lettered_total",
+                  {"reason": "invalid_json"}) == 1
+    assert sample("finsentry_classifier_records_dead_lettered_total",
+                  {"reason": "text_too_long"}) == 1
+    assert sample("finsentry_model_info", {"version": "tiny-v1"}) == 1
+    assert sample("finsentry_classifier_batch_size_count") >= 1
+    assert sample("finsentry_classifier_end_to_end_latency_seconds_count") == len(good)
+
+
+def test_hot_reload_mid_stream_loses_nothing_and_refuses_a_corrupt_entry(
+    kafka_settings, group_id, tiny_registry, tmp_path
+):
+    registry = tiny_registry
+    metrics_registry = CollectorRegistry()
+    metrics = ClassifierMetrics(metrics_registry)
+    watcher = ModelWatcher(
+        registry, lambda v: _engine(registry, v), serving="tiny-v1", poll_seconds=0.1,
+        on_reload=lambda outcome, v, e: metrics.model_reloads.labels(outcome=outcome).inc(),
+    ).start()
+    service = ClassifierService(_engine(registry), kafka=kafka_settings,
+                                settings=_settings(group_id, batch_size=8), metrics=metrics,
+                                watcher=watcher)
+    running = _Running(service)
+    ids: list[str] = []
+
+    def produce(prefix: str, n: int) -> None:
+        batch = [f"{prefix}-{i}" for i in range(n)]
+        ids.extend(batch)
+        _produce(kafka_settings, [(i.encode(), raw_bytes(i)) for i in batch])
+
+    try:
+        produce("a", 60)
+        assert len(_read(kafka_settings, kafka_settings.topic_scored, 60)) >= 60
+
+        # A corrupt entry appears as current (e.g. bit rot after promotion): refused.
+        broken = make_tiny_entry(tmp_path, seed=2, version="tiny-broken", promote=False)
+        (broken.path / "heads.safetensors").write_bytes(b"corrupt")
+        (tmp_path / "current").write_text('{"version": "tiny-broken", "history": ["tiny-v1"]}')
+        deadline = time.monotonic() + 30
+        while not metrics_registry.get_sample_value(
+            "finsentry_classifier_model_reloads_total", {"outcome": "failure"}
+        ) and time.monotonic() < deadline:
+            produce("b", 5)
+            time.sleep(0.2)
+        assert metrics_registry.get_sample_value(
+            "finsentry_classifier_model_reloads_total", {"outcome": "failure"}) == 1
+
+        # A good promotion while records keep flowing.
+        make_tiny_entry(tmp_path, seed=1, version="tiny-v2", promote=False)
+        registry.promote("tiny-v2")
+        for _ in range(30):
+            produce("c", 10)
+            time.sleep(0.05)
+        scored = _read(kafka_settings, kafka_settings.topic_scored, len(ids), decode=decode_scored)
+    finally:
+        running.stop()
+        watcher.close()
+
+    assert Counter(a.id for a in scored) == Counter(ids)  # nothing lost, nothing twice
+    versions = Counter(a.model_version for a in scored)
+    assert set(versions) == {"tiny-v1", "tiny-v2"}, versions
+    assert all(a.model_version == "tiny-v1" for a in scored if a.id.startswith(("a-", "b-")))
+    assert metrics_registry.get_sample_value("finsentry_model_info", {"version": "tiny-v2"}) == 1
+    assert metrics_registry.get_sample_value(
+        "finsentry_classifier_model_reloads_total", {"outcome": "success"}) == 1
+
+
+def _start_cli(kafka, group_id: str, registry_root: Path, log_path: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "FINSENTRY_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FINSENTRY_KAFKA_TOPIC_RAW": kafka.topic_raw,
+        "FINSENTRY_KAFKA_TOPIC_SCORED": kafka.topic_scored,
+        "FINSENTRY_KAFKA_TOPIC_DLQ": kafka.topic_dlq,
+        "FINSENTRY_MODEL_REGISTRY_DIR": str(registry_root),
+        "FINSENTRY_MODEL_BASE_MODEL_DIR": str(tiny_base_dir(registry_root)),
+        "FINSENTRY_MODEL_DEVICE": "cpu",
+        "FINSENTRY_MODEL_TORCH_THREADS": "1",
+        "FINSENTRY_CLASSIFIER_GROUP_ID": group_id,
+        "FINSENTRY_CLASSIFIER_BATCH_SIZE": "16",
+        "FINSENTRY_CLASSIFIER_MAX_WAIT_MS": "20",
+        "FINSENTRY_CLASSIFIER_METRICS_PORT": "0",
+        "FINSENTRY_CLASSIFIER_REGISTER_TARGET": "false",
+        "FINSENTRY_CLASSIFIER_SESSION_TIMEOUT_MS": "6000",
+    }
+    finsentry = Path(sys.executable).parent / "finsentry"
+    handle = log_path.open("ab")
+    return subprocess.Popen([str(finsentry), "classify"], env=env, cwd=REPO, stdout=handle,
+                            stderr=subprocess.STDOUT)
+
+
+def _scored_ids(kafka, n: int, timeout: float) -> Counter:
+    return Counter(decode_scored(r.value).id for r in _read(kafka, kafka.topic_scored, n, timeout))
+
+
+def test_after_kill_9_and_a_restart_every_id_is_scored(kafka_settings, group_id, tiny_registry,
+                                                       tmp_path):
+    log_path = tmp_path / "classify.log"
+    ids = [f"k-{i}" for i in range(600)]
+    process = _start_cli(kafka_settings, group_id, tiny_registry.root, log_path)
+    stop_producing = threading.Event()
+
+    def produce_steadily() -> None:  # 600 records over ~6 s: the kill lands mid-stream
+        producer = make_producer(kafka_settings, linger_ms=0)
+        for i, article in enumerate(ids):
+            producer.send(kafka_settings.topic_raw, key=article.encode(), value=raw_bytes(article))
+            if i % 10 == 9:
+                producer.flush()
+                time.sleep(0.1)
+            if stop_producing.is_set():
+                break
+        producer.flush(timeout=30)
+        producer.close()
+
+    try:
+        # Wait until the service is up and scoring, then start the stream and kill it mid-way.
+        _produce(kafka_settings, [(b"warm", raw_bytes("warm"))])
+        assert _scored_ids(kafka_settings, 1, 120)["warm"] >= 1, log_path.read_text()[-3000:]
+        producer = threading.Thread(target=produce_steadily)
+        producer.start()
+        deadline = time.monotonic() + 60
+        while len(_scored_ids(kafka_settings, 40, 5)) < 40 and time.monotonic() < deadline:
+            pass
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        scored_before_kill = _scored_ids(kafka_settings, 1, 5)
+        assert len(scored_before_kill) < len(ids) + 1, "kill landed after the stream ended"
+
+        process = _start_cli(kafka_settings, group_id, tiny_registry.root, log_path)
+        producer.join(60)
+        after = _scored_ids(kafka_settings, len(ids) + 1, 180)
+        assert set(after) == set(ids) | {"warm"}, (
+            f"missing {sorted(set(ids) - set(after))[:10]}...\n{log_path.read_text()[-3000:]}"
+        )
+
+        # SIGTERM: drains, commits, exits 0; then the group has committed everything.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
+        assert _committed_everything(kafka_settings, group_id)
+    finally:
+        stop_producing.set()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
