@@ -1,17 +1,44 @@
 """Kafka clients built from :class:`KafkaSettings`, and topic management.
 
 Every finsentry stage gets its producer, consumer and admin client here, so
-security settings (SASL, TLS) apply everywhere at once.
+security settings (SASL, TLS) and their guards (:mod:`pipeline.kafka_security`:
+secrets masked in kafka-python's logs, a refused login raised as
+:class:`KafkaAuthenticationError`) apply everywhere at once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
+from pipeline.kafka_security import (
+    KafkaAuthenticationError,
+    explain_bootstrap_failure,
+    guard_logs,
+)
 from pipeline.settings import KafkaSettings
 
+__all__ = [
+    "KafkaAuthenticationError",
+    "delete_topics",
+    "ensure_topics",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+]
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _build(settings: KafkaSettings, factory: Callable[..., T], *args, **config) -> T:
+    guard_logs(settings)
+    with explain_bootstrap_failure(settings):
+        client = factory(*args, **config)
+    guard_logs(settings)  # loggers of modules the client imported lazily
+    return client
 
 
 def make_producer(settings: KafkaSettings, **overrides):
@@ -28,7 +55,7 @@ def make_producer(settings: KafkaSettings, **overrides):
         "max_request_size": 4 * 1024 * 1024,
         **overrides,
     }
-    return KafkaProducer(**config)
+    return _build(settings, KafkaProducer, **config)
 
 
 def make_consumer(settings: KafkaSettings, group_id: str | None, *topics: str, **overrides):
@@ -43,13 +70,13 @@ def make_consumer(settings: KafkaSettings, group_id: str | None, *topics: str, *
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
         **overrides,
     }
-    return KafkaConsumer(*topics, **config)
+    return _build(settings, KafkaConsumer, *topics, **config)
 
 
 def make_admin(settings: KafkaSettings):
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(**settings.client_config())
+    return _build(settings, KafkaAdminClient, **settings.client_config())
 
 
 def ensure_topics(

@@ -51,6 +51,7 @@ class LocalStack:
         for server in self.servers:
             server.process.wait_ready(server.is_ready, timeout)
             log.info("%s ready", server.name)
+        self.kafka.configure_users()
         from pipeline.kafka_io import ensure_topics
 
         ensure_topics(self.kafka_settings())
