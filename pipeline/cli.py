@@ -22,6 +22,7 @@ event-time windows (sentiment.windows); an exporter turns windows into
 Prometheus metrics; Prometheus rules fire on negative spikes and Alertmanager
 hands them to the notifier.
 
+\b
 Quick start:  make demo        (everything, end to end, on the bundled model)
               make test        (the test suite, against the real servers)
 
@@ -32,14 +33,16 @@ see docs/ and `finsentry stack status` for the local addresses.
 
 #: Modules whose ``register(app)`` adds commands; one per area.
 COMMAND_MODULES = [
+    "pipeline.ingest.cli",
     "pipeline.stack.cli",
     "models.cli",
-    "pipeline.classify.cli",
     "pipeline.metrics.cli",
     "pipeline.notify.cli",
     "pipeline.dashboards.cli",
+    "pipeline.classify.cli",
     "models.feedback.cli",
     "pipeline.aggregate.cli",
+    "pipeline.demo.cli",
 ]
 
 app = typer.Typer(

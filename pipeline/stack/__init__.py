@@ -14,7 +14,7 @@ from pipeline.settings import KafkaSettings, StackSettings
 from pipeline.stack.install import install_all
 from pipeline.stack.kafka import KafkaServer
 from pipeline.stack.observability import AlertmanagerServer, PrometheusServer
-from pipeline.stack.process import StackError
+from pipeline.stack.process import ManagedProcess, StackError
 
 __all__ = ["LocalStack", "StackError", "ServerStatus"]
 
@@ -57,9 +57,21 @@ class LocalStack:
         ensure_topics(self.kafka_settings())
         return self.status()
 
+    def pipeline_processes(self) -> list[ManagedProcess]:
+        """Stages started by `finsentry demo --keep` or `finsentry run` (run_dir/demo/<run>/<stage>)."""
+        demo_dir = self.settings.run_dir / "demo"
+        return [
+            ManagedProcess(pid_file.parent.name, pid_file.parent.parent)
+            for pid_file in sorted(demo_dir.glob("*/*/*.pid"))
+        ]
+
     def down(self) -> list[str]:
         stopped = []
-        # Prometheus first so that it does not alert on the others going away.
+        # Pipeline stages first (they talk to the servers), then Prometheus so that it
+        # does not alert on the others going away.
+        for process in self.pipeline_processes():
+            if process.stop():
+                stopped.append(f"{process.name} ({process.run_dir.name})")
         for server in reversed(self.servers):
             if server.process.stop():
                 stopped.append(server.name)

@@ -1,0 +1,55 @@
+"""End to end: a shortened demo through the real stack, and a calm control stream.
+
+Everything is real: Kafka, the Flink job, the classifier with the shipped
+model, the exporter, Prometheus rules, Alertmanager and the notifier, each
+stage in its own process exactly as `finsentry demo` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.demo.run import SPIKE_ALERT, DemoOptions, run_demo
+from pipeline.ingest.demo import DemoSpec, build_demo_stream, write_demo_stream
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SPEEDUP = 20.0
+
+
+def _stream(tmp_path: Path, name: str, *, with_spike: bool) -> Path:
+    spec = DemoSpec(seed=11, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC), duration_minutes=24.0,
+                    spike_start_minute=16.0, spike_minutes=5.0, spike_per_minute=10.0)
+    rows, truth = build_demo_stream(spec)
+    if not with_spike:
+        rows = [row for row in rows if not row.get("spike")]
+        truth = {**truth, "articles": len(rows)}
+    path = tmp_path / f"{name}.jsonl"
+    write_demo_stream(rows, truth, path)
+    return path
+
+
+def test_spike_is_delivered_and_calm_stream_stays_silent(stack, tmp_path):
+    spiked = run_demo(DemoOptions(stream=_stream(tmp_path, "spiked", with_spike=True), speedup=SPEEDUP,
+                                  timeout_seconds=600, report_dir=tmp_path / "report-spiked"))
+    key = spiked.truth["spike"]["key"]
+    notifications = spiked.spike_notifications()
+    assert notifications, f"no {SPIKE_ALERT} for {key} was delivered; fired: {spiked.alerts_fired}"
+    alert = next(a for n in notifications for a in n["alerts"] if a["labels"].get("key") == key)
+    assert alert["labels"]["dimension"] == "topic"
+    assert spiked.counts.raw == spiked.truth["articles"]
+    assert spiked.counts.agree, spiked.counts
+    assert spiked.counts.closed_all_window_articles > 0
+    assert any(p.suffix == ".png" for p in spiked.report_files)
+
+    # Calm control, after the spike run: its baseline starts clean (run_demo resets
+    # the window series), and nothing may page.
+    calm = run_demo(DemoOptions(stream=_stream(tmp_path, "calm", with_spike=False), speedup=SPEEDUP,
+                                timeout_seconds=600, expect_alert=False, report_dir=tmp_path / "report-calm"))
+    assert not calm.spike_notifications(), json.dumps(calm.notifications, indent=1)[:2000]
+    assert not calm.alerts_fired, calm.alerts_fired
+    assert calm.counts.agree, calm.counts
