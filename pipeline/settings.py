@@ -328,6 +328,8 @@ class CrawlerSettings(ServiceSettings):
     near_duplicate_horizon_seconds: float = Field(default=3 * 24 * 3600.0, ge=60)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Write a Prometheus file_sd target so the local Prometheus scrapes the crawler.
+    register_target: bool = True
 
 
 class ReplaySettings(ServiceSettings):
@@ -345,6 +347,7 @@ class ReplaySettings(ServiceSettings):
     data_dir: Path | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    register_target: bool = True
 
 
 class LabelSettings(ServiceSettings):

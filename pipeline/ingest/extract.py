@@ -158,6 +158,13 @@ def parse_timestamp(value: str) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def warm_up_language_model() -> None:
+    """Load the language model now (about a second) rather than on the first article."""
+    import py3langid
+
+    py3langid.classify("warm up the language identification model")
+
+
 def detect_language(text: str) -> str:
     """ISO 639-1 code of the text's language, ``und`` when too short to tell."""
     sample = text.strip()[:2000]

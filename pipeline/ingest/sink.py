@@ -35,6 +35,8 @@ class KafkaSink:
         self._producer = make_producer(settings)
         self._timeout = flush_timeout_seconds
         self._pending: list[tuple[RawArticle, object]] = []
+        # fetch the topic's metadata now, so the first send does not stall a paced replay
+        self._producer.partitions_for(self.topic)
 
     def send(self, article: RawArticle) -> None:
         future = self._producer.send(

@@ -66,7 +66,8 @@ def load_sources(path: Path, default_poll_interval_seconds: float = 300.0) -> li
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise SourcesError(
-                f"sources: {path}: entry {index} ({entry.get('name', '?')}): {where}: {first['msg']}"
+                f"sources: {path}: entry {index} ({entry.get('name', '?')}): "
+                f"{where}: {first['msg']}"
             ) from exc
         if source.name in names:
             raise SourcesError(f"sources: {path}: duplicate source name {source.name!r}")
