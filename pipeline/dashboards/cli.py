@@ -6,8 +6,9 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    dashboards = typer.Typer(help="The Grafana dashboards in dashboards/: check them, upload them.",
-                             no_args_is_help=True)
+    dashboards = typer.Typer(
+        help="The Grafana dashboards in dashboards/: check them, upload them.", no_args_is_help=True
+    )
 
     @dashboards.command("check")
     def check() -> None:
@@ -25,7 +26,9 @@ def register(app: typer.Typer) -> None:
     @dashboards.command("push")
     def push(
         url: str = typer.Option(None, help="Grafana base URL (default FINSENTRY_GRAFANA_URL)."),
-        folder: str = typer.Option(None, help="Folder title (default FINSENTRY_GRAFANA_FOLDER, finsentry)."),
+        folder: str = typer.Option(
+            None, help="Folder title (default FINSENTRY_GRAFANA_FOLDER, finsentry)."
+        ),
     ) -> None:
         """Upload every dashboard to Grafana with grafana-client (overwriting same uid).
 

@@ -74,7 +74,10 @@ def problems(dashboard: dict) -> list[str]:
         if panel.get("type") not in PANEL_TYPES:
             found.append(f"{name}: unknown type {panel.get('type')!r}")
         pos = panel.get("gridPos", {})
-        if not all(isinstance(pos.get(k), int) for k in ("x", "y", "w", "h")) or pos.get("x", 0) + pos.get("w", 0) > 24:
+        if (
+            not all(isinstance(pos.get(k), int) for k in ("x", "y", "w", "h"))
+            or pos.get("x", 0) + pos.get("w", 0) > 24
+        ):
             found.append(f"{name}: gridPos must have integer x, y, w, h within 24 columns")
         if panel.get("type") in ("row", "text"):
             continue
@@ -85,7 +88,9 @@ def problems(dashboard: dict) -> list[str]:
             found.append(f"{name}: no targets")
         for target in targets:
             if not _datasource_ok(target.get("datasource")):
-                found.append(f"{name} target {target.get('refId')}: datasource is not {DATASOURCE_UID}")
+                found.append(
+                    f"{name} target {target.get('refId')}: datasource is not {DATASOURCE_UID}"
+                )
             if not str(target.get("expr", "")).strip():
                 found.append(f"{name} target {target.get('refId')}: empty expr")
     for variable in dashboard.get("templating", {}).get("list", []):
@@ -102,8 +107,11 @@ def queries(dashboard: dict) -> Iterator[Query]:
     uid = dashboard.get("uid", "?")
     for panel in dashboard.get("panels", []):
         for target in panel.get("targets") or []:
-            yield Query(uid, f"panel {panel['id']} {panel.get('title')!r} target {target.get('refId')}",
-                        target["expr"])
+            yield Query(
+                uid,
+                f"panel {panel['id']} {panel.get('title')!r} target {target.get('refId')}",
+                target["expr"],
+            )
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") == "query":
             yield Query(uid, f"variable {variable['name']}", variable["definition"])
@@ -124,13 +132,14 @@ def concrete_promql(expr: str, variables: dict[str, str], *, rate_interval: str 
     expr = expr.strip()
     match = _LABEL_VALUES.match(expr)
     if match:
-        selector = match.group("selector") or "{__name__=~\".+\"}"
+        selector = match.group("selector") or '{__name__=~".+"}'
         expr = f"count by ({match.group('label')}) ({selector})"
     expr = expr.replace("$__rate_interval", rate_interval).replace("$__interval", "15s")
     expr = expr.replace("$__range", "5m")
     for name, value in sorted(variables.items(), key=lambda kv: -len(kv[0])):
         expr = expr.replace(f"${{{name}}}", value).replace(f"${name}", value)
-    if "$" in re.sub(r'"[^"]*"', "", expr.replace("\\\"", "")):
+    # "$1" in label_replace is PromQL's own; "$name" or "${name}" is a Grafana variable.
+    if re.search(r"\$(\{|[A-Za-z_])", expr):
         raise DashboardError(f"dashboards: unresolved variable in {expr!r}")
     return expr
 
@@ -164,8 +173,12 @@ def push(settings: GrafanaSettings, directory: Path = DASHBOARDS_DIR) -> list[st
         api.folder.create_folder(settings.folder, uid=folder_uid)
     urls = []
     for path, dashboard in dashboards.items():
-        body = {"dashboard": {**dashboard, "id": None}, "folderUid": folder_uid, "overwrite": True,
-                "message": f"finsentry dashboards push ({path.name})"}
+        body = {
+            "dashboard": {**dashboard, "id": None},
+            "folderUid": folder_uid,
+            "overwrite": True,
+            "message": f"finsentry dashboards push ({path.name})",
+        }
         result = api.dashboard.update_dashboard(body)
         urls.append(f"{settings.url.rstrip('/')}{result.get('url', '/d/' + dashboard['uid'])}")
         log.info("pushed %s", path.name)

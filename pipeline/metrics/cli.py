@@ -11,12 +11,21 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        port: int = typer.Option(None, help="Port of /metrics (default FINSENTRY_EXPORTER_METRICS_PORT, 8002; 0 = any)."),
-        host: str = typer.Option(None, help="Address to bind (default FINSENTRY_EXPORTER_METRICS_HOST, 127.0.0.1)."),
-        topic: str = typer.Option(None, help="Windows topic (default FINSENTRY_KAFKA_TOPIC_WINDOWS, sentiment.windows)."),
-        top_n_tickers: int = typer.Option(None, help="Tickers with series (default FINSENTRY_EXPORTER_TOP_N_TICKERS, 50)."),
+        port: int = typer.Option(
+            None, help="Port of /metrics (default FINSENTRY_EXPORTER_METRICS_PORT, 8002; 0 = any)."
+        ),
+        host: str = typer.Option(
+            None, help="Address to bind (default FINSENTRY_EXPORTER_METRICS_HOST, 127.0.0.1)."
+        ),
+        topic: str = typer.Option(
+            None, help="Windows topic (default FINSENTRY_KAFKA_TOPIC_WINDOWS, sentiment.windows)."
+        ),
+        top_n_tickers: int = typer.Option(
+            None, help="Tickers with series (default FINSENTRY_EXPORTER_TOP_N_TICKERS, 50)."
+        ),
         register_target: bool = typer.Option(
-            None, "--register/--no-register",
+            None,
+            "--register/--no-register",
             help="Write a file_sd target so the local stack's Prometheus scrapes the exporter.",
         ),
     ) -> None:
@@ -32,10 +41,16 @@ def register(app: typer.Typer) -> None:
         from pipeline.metrics.exporter import run_exporter
         from pipeline.settings import ExporterSettings, KafkaSettings
 
-        overrides = {k: v for k, v in {
-            "metrics_port": port, "metrics_host": host, "top_n_tickers": top_n_tickers,
-            "register_target": register_target,
-        }.items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in {
+                "metrics_port": port,
+                "metrics_host": host,
+                "top_n_tickers": top_n_tickers,
+                "register_target": register_target,
+            }.items()
+            if v is not None
+        }
         settings = ExporterSettings(**overrides)
         kafka = KafkaSettings(**({"topic_windows": topic} if topic else {}))
         stop = threading.Event()

@@ -111,7 +111,10 @@ class WindowBoard:
         """Articles per ticker within the volume look-back (event time)."""
         if self._volume_window_seconds is None:
             return {}
-        horizon = self.high_water[self._volume_window_seconds] - self.settings.ticker_volume_lookback_seconds
+        horizon = (
+            self.high_water[self._volume_window_seconds]
+            - self.settings.ticker_volume_lookback_seconds
+        )
         volumes = {}
         for ticker, entries in list(self._ticker_volume.items()):
             while entries and entries[0][0] <= horizon:
@@ -216,7 +219,10 @@ def run_exporter(
     if settings.register_target:
         targets_dir = (stack or StackSettings()).prometheus_targets_dir
     endpoint = serve_metrics(
-        registry, "exporter", host=settings.metrics_host, port=settings.metrics_port,
+        registry,
+        "exporter",
+        host=settings.metrics_host,
+        port=settings.metrics_port,
         targets_dir=targets_dir,
     )
     log.info("exporting %s (read_committed) on %s", kafka.topic_windows, endpoint.url)
@@ -230,12 +236,24 @@ def run_exporter(
                     try:
                         window = decode_window(record.value, STAGE)
                     except InvalidMessage as exc:
-                        log.warning("%s: dead-lettering %s[%d]@%d: %s", STAGE, record.topic,
-                                    record.partition, record.offset, exc)
+                        log.warning(
+                            "%s: dead-lettering %s[%d]@%d: %s",
+                            STAGE,
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            exc,
+                        )
                         producer = producer or make_producer(kafka)
-                        letter = dead_letter(record.value, exc, stage=STAGE, source_topic=record.topic,
-                                             partition=record.partition, offset=record.offset,
-                                             key=record.key)
+                        letter = dead_letter(
+                            record.value,
+                            exc,
+                            stage=STAGE,
+                            source_topic=record.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                            key=record.key,
+                        )
                         producer.send(kafka.topic_dlq, value=encode(letter), key=record.key).get(30)
                         metrics.windows_dead_lettered.labels(exc.reason).inc()
                         continue

@@ -49,12 +49,16 @@ class ConsoleChannel(Channel):
         self._write(f"{rule}\n{notification.title}\n{notification.text}\n{rule}\n")
 
 
-def _post(channel: str, client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> None:
+def _post(
+    channel: str, client: httpx.Client, url: str, body: bytes, headers: dict[str, str]
+) -> None:
     try:
         response = client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         # str(exc) may carry the URL; keep only the kind of failure.
-        raise DeliveryError(channel, f"request failed ({type(exc).__name__})", retryable=True) from None
+        raise DeliveryError(
+            channel, f"request failed ({type(exc).__name__})", retryable=True
+        ) from None
     if response.status_code >= 300:
         retryable = response.status_code >= 500 or response.status_code in (408, 429)
         raise DeliveryError(channel, f"HTTP {response.status_code}", retryable=retryable)
@@ -124,9 +128,13 @@ class EmailChannel(Channel):
         except smtplib.SMTPRecipientsRefused:
             raise DeliveryError(self.name, "all recipients refused", retryable=False) from None
         except smtplib.SMTPNotSupportedError:
-            raise DeliveryError(self.name, "server does not offer STARTTLS", retryable=False) from None
+            raise DeliveryError(
+                self.name, "server does not offer STARTTLS", retryable=False
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(self.name, f"SMTP failed ({type(exc).__name__})", retryable=True) from None
+            raise DeliveryError(
+                self.name, f"SMTP failed ({type(exc).__name__})", retryable=True
+            ) from None
 
 
 def build_channels(

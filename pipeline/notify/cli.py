@@ -14,10 +14,15 @@ log = logging.getLogger(__name__)
 def register(app: typer.Typer) -> None:
     @app.command("notify")
     def notify(
-        port: int = typer.Option(None, help="Port (default FINSENTRY_NOTIFIER_PORT, 8003; 0 = any)."),
-        host: str = typer.Option(None, help="Address to bind (default FINSENTRY_NOTIFIER_HOST, 127.0.0.1)."),
+        port: int = typer.Option(
+            None, help="Port (default FINSENTRY_NOTIFIER_PORT, 8003; 0 = any)."
+        ),
+        host: str = typer.Option(
+            None, help="Address to bind (default FINSENTRY_NOTIFIER_HOST, 127.0.0.1)."
+        ),
         point_alertmanager: bool = typer.Option(
-            False, "--point-alertmanager",
+            False,
+            "--point-alertmanager",
             help="Point the local stack's Alertmanager at this notifier (and reload it).",
         ),
     ) -> None:
@@ -42,14 +47,17 @@ def register(app: typer.Typer) -> None:
         server = NotifierServer(settings)
         target = None
         if settings.register_target:
-            target = register_scrape_target(StackSettings().prometheus_targets_dir, "notifier",
-                                            settings.host, server.port)
+            target = register_scrape_target(
+                StackSettings().prometheus_targets_dir, "notifier", settings.host, server.port
+            )
         if point_alertmanager:
             from pipeline.stack.observability import AlertmanagerServer
 
             AlertmanagerServer(StackSettings()).reload(server.url)
-        typer.echo(f"notifier: webhook {server.url}  channels: "
-                   f"{', '.join(server.dispatcher.channels) or 'none'}")
+        typer.echo(
+            f"notifier: webhook {server.url}  channels: "
+            f"{', '.join(server.dispatcher.channels) or 'none'}"
+        )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         server.start()

@@ -73,7 +73,9 @@ def parse_payload(body: bytes) -> AlertmanagerPayload:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise InvalidPayload(f"notify: not an Alertmanager payload: {where}: {first['msg']}") from exc
+        raise InvalidPayload(
+            f"notify: not an Alertmanager payload: {where}: {first['msg']}"
+        ) from exc
 
 
 def _when(value: str) -> str:
@@ -162,7 +164,10 @@ def render(payload: AlertmanagerPayload, alerts: list[AlertmanagerAlert]) -> Not
             ("dashboard", alert.annotations.get("dashboard", "")),
             ("runbook", alert.annotations.get("runbook", "")),
             ("prometheus", alert.generator_url),
-            ("silence", silence_url(payload.external_url, alert) if alert.status == "firing" else ""),
+            (
+                "silence",
+                silence_url(payload.external_url, alert) if alert.status == "firing" else "",
+            ),
         ):
             if url:
                 lines.append(f"  {label}: {url}")

@@ -130,8 +130,13 @@ class Dispatcher:
                     channel.send(notification)
                 except DeliveryError as exc:
                     last = attempt == s.max_attempts or not exc.retryable
-                    log.warning("%s (attempt %d/%d)%s", exc, attempt, s.max_attempts,
-                                "" if last else f", retrying in {delay:.1f}s")
+                    log.warning(
+                        "%s (attempt %d/%d)%s",
+                        exc,
+                        attempt,
+                        s.max_attempts,
+                        "" if last else f", retrying in {delay:.1f}s",
+                    )
                     if last:
                         self.metrics.deliveries.labels(channel.name, "failed").inc()
                         return False
@@ -178,15 +183,23 @@ class NotifierServer:
         return f"http://{self.settings.host}:{self.port}{self.settings.path}"
 
     def start(self) -> NotifierServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="notifier", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="notifier", daemon=True
+        )
         self._thread.start()
-        log.info("notifier listening on %s, channels: %s", self.url,
-                 ", ".join(self.dispatcher.channels) or "none")
+        log.info(
+            "notifier listening on %s, channels: %s",
+            self.url,
+            ", ".join(self.dispatcher.channels) or "none",
+        )
         return self
 
     def serve_forever(self) -> None:
-        log.info("notifier listening on %s, channels: %s", self.url,
-                 ", ".join(self.dispatcher.channels) or "none")
+        log.info(
+            "notifier listening on %s, channels: %s",
+            self.url,
+            ", ".join(self.dispatcher.channels) or "none",
+        )
         self._httpd.serve_forever()
 
     def close(self) -> None:
@@ -206,7 +219,9 @@ class NotifierServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "finsentry-notifier"
 
-            def _reply(self, code: int, body: bytes = b"", content_type: str = "text/plain") -> None:
+            def _reply(
+                self, code: int, body: bytes = b"", content_type: str = "text/plain"
+            ) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))

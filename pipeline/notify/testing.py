@@ -50,15 +50,20 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 valid = None
                 if receiver.secret is not None:
-                    valid = verify(receiver.secret, body, self.headers.get(TIMESTAMP_HEADER),
-                                   self.headers.get(SIGNATURE_HEADER))
+                    valid = verify(
+                        receiver.secret,
+                        body,
+                        self.headers.get(TIMESTAMP_HEADER),
+                        self.headers.get(SIGNATURE_HEADER),
+                    )
                 with receiver._lock:
                     fail = receiver._failures_left > 0
                     if fail:
                         receiver._failures_left -= 1
                     else:
                         receiver.requests.append(
-                            ReceivedRequest(self.path, dict(self.headers), body, valid))
+                            ReceivedRequest(self.path, dict(self.headers), body, valid)
+                        )
                 self.send_response(receiver.fail_status if fail else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -94,8 +99,11 @@ class SmtpSink:
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
-                sink.messages.append(message_from_bytes(envelope.original_content or envelope.content,
-                                                        policy=policy.default))
+                sink.messages.append(
+                    message_from_bytes(
+                        envelope.original_content or envelope.content, policy=policy.default
+                    )
+                )
                 return "250 OK"
 
         kwargs = {}

@@ -32,16 +32,33 @@ def test_rendered_config_passes_amtool_check_config(config):
     assert "http://127.0.0.1:8003/alertmanager" in config.read_text()
 
 
-@pytest.mark.parametrize(("labels", "receiver"), [
-    (["alertname=NegativeSentimentSpike", "severity=critical", "dimension=topic", "key=Energy"],
-     "finsentry-critical"),
-    (["alertname=NegativeSentimentSpike", "severity=warning", "dimension=ticker", "key=ACME"],
-     "finsentry-warning"),
-    (["alertname=ClassifierDown", "severity=critical"], "finsentry-critical"),
-    (["alertname=DeadLetterRate", "severity=warning"], "finsentry-warning"),
-    (["alertname=Something", "severity=info"], "finsentry-info"),
-    (["alertname=Unlabelled"], "finsentry-warning"),
-])
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (
+            [
+                "alertname=NegativeSentimentSpike",
+                "severity=critical",
+                "dimension=topic",
+                "key=Energy",
+            ],
+            "finsentry-critical",
+        ),
+        (
+            [
+                "alertname=NegativeSentimentSpike",
+                "severity=warning",
+                "dimension=ticker",
+                "key=ACME",
+            ],
+            "finsentry-warning",
+        ),
+        (["alertname=ClassifierDown", "severity=critical"], "finsentry-critical"),
+        (["alertname=DeadLetterRate", "severity=warning"], "finsentry-warning"),
+        (["alertname=Something", "severity=info"], "finsentry-info"),
+        (["alertname=Unlabelled"], "finsentry-warning"),
+    ],
+)
 def test_routing_by_severity(config, labels, receiver):
     out = amtool("config", "routes", "test", f"--config.file={config}", *labels)
     assert out.strip() == receiver

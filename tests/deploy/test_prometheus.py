@@ -37,8 +37,14 @@ def test_rule_unit_tests(test_file: Path):
 def test_rule_unit_tests_cover_every_alert():
     rules = "".join(p.read_text() for p in RULES_DIR.glob("*.yml"))
     tests = "".join(p.read_text() for p in RULE_TESTS)
-    for alert in ("NegativeSentimentSpike", "NoNewsIngested", "ClassifierDown",
-                  "ConsumerLagGrowing", "DeadLetterRate", "AggregationStalled"):
+    for alert in (
+        "NegativeSentimentSpike",
+        "NoNewsIngested",
+        "ClassifierDown",
+        "ConsumerLagGrowing",
+        "DeadLetterRate",
+        "AggregationStalled",
+    ):
         assert f"alert: {alert}" in rules
         assert f"alertname: {alert}" in tests
 

@@ -49,20 +49,32 @@ def prom_query(url: str, promql: str) -> list[dict]:
 
 
 def prom_range(url: str, promql: str, start: float, end: float, step: str = "5s") -> list[dict]:
-    response = httpx.get(f"{url}/api/v1/query_range",
-                         params={"query": promql, "start": start, "end": end, "step": step}, timeout=10)
+    response = httpx.get(
+        f"{url}/api/v1/query_range",
+        params={"query": promql, "start": start, "end": end, "step": step},
+        timeout=10,
+    )
     response.raise_for_status()
     return response.json()["data"]["result"]
 
 
-def make_window(key: str, dimension: str, minute: int, articles: int, ratio: float) -> SentimentWindow:
+def make_window(
+    key: str, dimension: str, minute: int, articles: int, ratio: float
+) -> SentimentWindow:
     start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minute)
     negative = round(articles * ratio)
     positive = (articles - negative) // 2
     return SentimentWindow(
-        window_start=start, window_end=start + timedelta(minutes=1), dimension=dimension, key=key,
-        articles=articles, negative=negative, neutral=articles - negative - positive, positive=positive,
-        negative_ratio=negative / articles, mean_sentiment=(positive - negative) / articles,
+        window_start=start,
+        window_end=start + timedelta(minutes=1),
+        dimension=dimension,
+        key=key,
+        articles=articles,
+        negative=negative,
+        neutral=articles - negative - positive,
+        positive=positive,
+        negative_ratio=negative / articles,
+        mean_sentiment=(positive - negative) / articles,
     )
 
 
@@ -87,13 +99,19 @@ class Feeder(threading.Thread):
         return [
             make_window(self.spike_key, "topic", minute, 30, 0.8 if spiking else calm),
             make_window(self.calm_key, "topic", minute, 40, NOISE[minute % len(NOISE)]),
-            make_window(self.low_ticker, "ticker", minute, 4 if spiking else 30, 1.0 if spiking else calm),
+            make_window(
+                self.low_ticker, "ticker", minute, 4 if spiking else 30, 1.0 if spiking else calm
+            ),
             make_window("all", "all", minute, 120, 0.2),
         ]
 
     def run(self) -> None:
-        producer = make_producer(self.kafka, transactional_id=f"test-alerting-{uuid.uuid4().hex}",
-                                 max_in_flight_requests_per_connection=1, retries=5)
+        producer = make_producer(
+            self.kafka,
+            transactional_id=f"test-alerting-{uuid.uuid4().hex}",
+            max_in_flight_requests_per_connection=1,
+            retries=5,
+        )
         try:
             producer.init_transactions()
             # A spike that is never committed: read_committed must not see it.
@@ -109,7 +127,9 @@ class Feeder(threading.Thread):
                 started = time.monotonic()
                 producer.begin_transaction()
                 for window in self.windows(minute):
-                    producer.send(self.kafka.topic_windows, key=window.key.encode(), value=encode(window))
+                    producer.send(
+                        self.kafka.topic_windows, key=window.key.encode(), value=encode(window)
+                    )
                 producer.commit_transaction()
                 self.ticks += 1
                 self.stop.wait(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
@@ -129,8 +149,10 @@ def scenario(stack, run_id):
     """Notifier (webhook + SMTP), Alertmanager pointed at it, exporter, feeder; restored after."""
     kafka = KafkaSettings(
         bootstrap_servers=stack.settings.kafka_bootstrap,
-        topic_raw=f"test.{run_id}.news.raw", topic_scored=f"test.{run_id}.news.scored",
-        topic_dlq=f"test.{run_id}.news.dlq", topic_windows=f"test.{run_id}.sentiment.windows",
+        topic_raw=f"test.{run_id}.news.raw",
+        topic_scored=f"test.{run_id}.news.scored",
+        topic_dlq=f"test.{run_id}.news.dlq",
+        topic_windows=f"test.{run_id}.sentiment.windows",
         partitions=3,
     )
     ensure_topics(kafka)
@@ -140,17 +162,27 @@ def scenario(stack, run_id):
 
     webhook = WebhookReceiver(secret=SECRET)
     smtp = SmtpSink()
-    notifier = NotifierServer(NotifierSettings(
-        port=0, console=False, register_target=False, webhook_url=webhook.url, webhook_secret=SECRET,
-        smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False,
-        email_to=["analysts@example.org"],
-    )).start()
+    notifier = NotifierServer(
+        NotifierSettings(
+            port=0,
+            console=False,
+            register_target=False,
+            webhook_url=webhook.url,
+            webhook_secret=SECRET,
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_starttls=False,
+            email_to=["analysts@example.org"],
+        )
+    ).start()
     previous_url = stack.alertmanager.notifier_url()
     stack.alertmanager.reload(notifier.url)
 
     stop_exporter, exporter_ready = threading.Event(), threading.Event()
     exporter = threading.Thread(
-        target=run_exporter, name="exporter", daemon=True,
+        target=run_exporter,
+        name="exporter",
+        daemon=True,
         args=(kafka, ExporterSettings(metrics_port=0, startup_lookback_seconds=3600)),
         kwargs={"stack": stack.settings, "stop": stop_exporter, "ready": exporter_ready},
     )
@@ -160,8 +192,15 @@ def scenario(stack, run_id):
     feeder.start()
     started = time.time()
     try:
-        yield {"kafka": kafka, "webhook": webhook, "smtp": smtp, "notifier": notifier,
-               "feeder": feeder, "started": started, "prometheus": stack.settings.prometheus_url}
+        yield {
+            "kafka": kafka,
+            "webhook": webhook,
+            "smtp": smtp,
+            "notifier": notifier,
+            "feeder": feeder,
+            "started": started,
+            "prometheus": stack.settings.prometheus_url,
+        }
     finally:
         feeder.stop.set()
         feeder.join(30)
@@ -183,8 +222,11 @@ def firing_deliveries(webhook: WebhookReceiver, key: str) -> list[dict]:
 
 
 def firing_emails(smtp: SmtpSink, key: str) -> list:
-    return [m for m in smtp.messages
-            if m["Subject"].startswith("[FIRING") and f"key={key}" in m.get_content()]
+    return [
+        m
+        for m in smtp.messages
+        if m["Subject"].startswith("[FIRING") and f"key={key}" in m.get_content()
+    ]
 
 
 def test_a_spike_fires_once_and_is_delivered_once_per_channel(scenario):
@@ -195,7 +237,8 @@ def test_a_spike_fires_once_and_is_delivered_once_per_channel(scenario):
     # Calm until Prometheus has a baseline for the key (scrape discovery + offset + min samples).
     ready = f'finsentry:window_negative_ratio:baseline_samples{{key="{key}"}} >= 8'
     assert wait_for(lambda: bool(prom_query(prometheus, ready)), 150, 2), (
-        f"no baseline for {key} (feeder ticks {feeder.ticks}, error {feeder.error!r})")
+        f"no baseline for {key} (feeder ticks {feeder.ticks}, error {feeder.error!r})"
+    )
     feeder.phase = "spike"
     spike_started = time.monotonic()
 
@@ -206,7 +249,8 @@ def test_a_spike_fires_once_and_is_delivered_once_per_channel(scenario):
     assert all(a["metric"]["topic"] == key and a["metric"]["window"] == "1m" for a in alerts)
 
     assert wait_for(lambda: firing_deliveries(webhook, key) and firing_emails(smtp, key), 60), (
-        "the notifier did not deliver the alert to both the webhook and SMTP")
+        "the notifier did not deliver the alert to both the webhook and SMTP"
+    )
     detected_after = time.monotonic() - spike_started
     feeder.phase = "after"
 
@@ -238,8 +282,15 @@ def test_calm_low_volume_and_aborted_streams_fire_nothing(scenario):
         assert firing_deliveries(scenario["webhook"], key) == []
         assert firing_emails(scenario["smtp"], key) == []
         # They were exported and evaluated all along.
-        assert prom_range(prometheus, f'finsentry:window_negative_ratio:zscore{{key="{key}"}}', start, end)
-    assert prom_range(prometheus, f'finsentry_window_articles{{key="{feeder.aborted_key}"}}', start, end) == []
+        assert prom_range(
+            prometheus, f'finsentry:window_negative_ratio:zscore{{key="{key}"}}', start, end
+        )
+    assert (
+        prom_range(
+            prometheus, f'finsentry_window_articles{{key="{feeder.aborted_key}"}}', start, end
+        )
+        == []
+    )
 
 
 def test_every_dashboard_query_is_accepted_and_returns_data(scenario, stack, run_id):
@@ -254,8 +305,9 @@ def test_every_dashboard_query_is_accepted_and_returns_data(scenario, stack, run
     registry = CollectorRegistry()
     classifier, ingest = ClassifierMetrics(registry), IngestMetrics(registry)
     classifier.model_info.info({"version": f"probe-{run_id}"})
-    endpoint = serve_metrics(registry, f"dashboard-probe-{run_id}",
-                             targets_dir=stack.settings.prometheus_targets_dir)
+    endpoint = serve_metrics(
+        registry, f"dashboard-probe-{run_id}", targets_dir=stack.settings.prometheus_targets_dir
+    )
 
     def traffic():
         ingest.articles_emitted.labels("probe").inc(20)
@@ -280,15 +332,19 @@ def test_every_dashboard_query_is_accepted_and_returns_data(scenario, stack, run
         while time.monotonic() < deadline:  # at least three scrapes with traffic in between
             traffic()
             time.sleep(5)
-            samples = prom_range(prometheus, f"count_over_time({probe}[1m])",
-                                 time.time() - 1, time.time(), "1s")
+            samples = prom_range(
+                prometheus, f"count_over_time({probe}[1m])", time.time() - 1, time.time(), "1s"
+            )
             if samples and float(samples[0]["values"][-1][1]) >= 3:
                 break
         start, end = scenario["started"], time.time()
         empty = []
         for query, promql in checks:
-            response = httpx.get(f"{prometheus}/api/v1/query_range", timeout=10, params={
-                "query": promql, "start": start, "end": end, "step": "5s"})
+            response = httpx.get(
+                f"{prometheus}/api/v1/query_range",
+                timeout=10,
+                params={"query": promql, "start": start, "end": end, "step": "5s"},
+            )
             assert response.status_code == 200, f"{query.dashboard} {query.where}: {response.text}"
             if not response.json()["data"]["result"]:
                 empty.append(f"{query.dashboard} {query.where}: {promql}")

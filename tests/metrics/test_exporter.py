@@ -14,13 +14,27 @@ from pipeline.settings import ExporterSettings
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-def window(key: str, minute: int, articles: int = 10, negative: int = 2, *, dimension: str = "topic",
-           length_s: int = 60) -> SentimentWindow:
+def window(
+    key: str,
+    minute: int,
+    articles: int = 10,
+    negative: int = 2,
+    *,
+    dimension: str = "topic",
+    length_s: int = 60,
+) -> SentimentWindow:
     start = T0 + timedelta(minutes=minute)
     return SentimentWindow(
-        window_start=start, window_end=start + timedelta(seconds=length_s), dimension=dimension,
-        key=key, articles=articles, negative=negative, neutral=articles - negative, positive=0,
-        negative_ratio=negative / articles, mean_sentiment=-negative / articles,
+        window_start=start,
+        window_end=start + timedelta(seconds=length_s),
+        dimension=dimension,
+        key=key,
+        articles=articles,
+        negative=negative,
+        neutral=articles - negative,
+        positive=0,
+        negative_ratio=negative / articles,
+        mean_sentiment=-negative / articles,
     )
 
 
@@ -32,12 +46,20 @@ def board(**settings) -> tuple[WindowBoard, CollectorRegistry]:
 def samples(registry: CollectorRegistry, name: str) -> dict[tuple, float]:
     return {
         tuple(sorted(s.labels.items())): s.value
-        for metric in registry.collect() for s in metric.samples if s.name == name
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == name
     }
 
 
 def test_prometheus_duration():
-    assert [prometheus_duration(s) for s in (45, 60, 900, 5400, 86400)] == ["45s", "1m", "15m", "1h30m", "1d"]
+    assert [prometheus_duration(s) for s in (45, 60, 900, 5400, 86400)] == [
+        "45s",
+        "1m",
+        "15m",
+        "1h30m",
+        "1d",
+    ]
 
 
 def test_exact_exposition_of_one_window():
@@ -61,9 +83,11 @@ def test_latest_window_wins_and_older_ones_are_ignored():
     b, registry = board()
     b.apply_all([window("Energy", 1, negative=3), window("Energy", 0, negative=9)])
     assert samples(registry, "finsentry_window_negative_articles") == {
-        (("dimension", "topic"), ("key", "Energy"), ("window", "1m")): 3.0}
+        (("dimension", "topic"), ("key", "Energy"), ("window", "1m")): 3.0
+    }
     assert samples(registry, "finsentry_exporter_windows_ignored_total") == {
-        (("dimension", "topic"), ("reason", "out_of_order")): 1.0}
+        (("dimension", "topic"), ("reason", "out_of_order")): 1.0
+    }
     # An updated record of the same window replaces it.
     b.apply_all([window("Energy", 1, negative=4)])
     assert list(samples(registry, "finsentry_window_negative_articles").values()) == [4.0]
@@ -87,17 +111,23 @@ def test_a_key_without_new_windows_expires():
 
 def test_only_the_top_n_tickers_by_volume_have_series():
     b, registry = board(top_n_tickers=2)
-    b.apply_all([
-        window("AAA", 0, articles=50, dimension="ticker"),
-        window("BBB", 0, articles=30, dimension="ticker"),
-        window("CCC", 0, articles=10, dimension="ticker"),
-        window("Energy", 0, articles=5),
-    ])
+    b.apply_all(
+        [
+            window("AAA", 0, articles=50, dimension="ticker"),
+            window("BBB", 0, articles=30, dimension="ticker"),
+            window("CCC", 0, articles=10, dimension="ticker"),
+            window("Energy", 0, articles=5),
+        ]
+    )
     shown = {k[1][1] for k in samples(registry, "finsentry_window_articles")}
     assert shown == {"AAA", "BBB", "Energy"}
     assert samples(registry, "finsentry_exporter_tickers_hidden")[()] == 1.0
     # CCC's volume overtakes BBB: the series swap, nothing else changes.
-    b.apply_all([window("CCC", 1, articles=60, dimension="ticker"),
-                 window("AAA", 1, articles=50, dimension="ticker")])
+    b.apply_all(
+        [
+            window("CCC", 1, articles=60, dimension="ticker"),
+            window("AAA", 1, articles=50, dimension="ticker"),
+        ]
+    )
     shown = {k[1][1] for k in samples(registry, "finsentry_window_articles") if k[0][1] == "ticker"}
     assert shown == {"AAA", "CCC"}

@@ -18,15 +18,28 @@ from pipeline.settings import NotifierSettings
 SECRET = "s3cr3t-hmac-key"
 
 
-def alert(status="firing", key="Energy", starts="2026-11-28T12:00:00Z", fingerprint="fp1", severity="critical"):
+def alert(
+    status="firing",
+    key="Energy",
+    starts="2026-11-28T12:00:00Z",
+    fingerprint="fp1",
+    severity="critical",
+):
     return {
         "status": status,
-        "labels": {"alertname": "NegativeSentimentSpike", "severity": severity, "dimension": "topic",
-                   "key": key, "topic": key, "window": "1m", "job": "finsentry"},
+        "labels": {
+            "alertname": "NegativeSentimentSpike",
+            "severity": severity,
+            "dimension": "topic",
+            "key": key,
+            "topic": key,
+            "window": "1m",
+            "job": "finsentry",
+        },
         "annotations": {
             "summary": f"Negative sentiment spike on topic {key} (1m windows)",
             "description": "80% of 30 articles were negative in the latest 1m window, against a "
-                           "baseline of 10% ± 4.0% (14.0 standard deviations above).",
+            "baseline of 10% ± 4.0% (14.0 standard deviations above).",
             "dashboard": f"http://localhost:3000/d/finsentry-overview/finsentry-overview?var-topic={key}",
         },
         "startsAt": starts,
@@ -37,9 +50,16 @@ def alert(status="firing", key="Energy", starts="2026-11-28T12:00:00Z", fingerpr
 
 
 def payload(*alerts, receiver="finsentry-critical"):
-    return {"version": "4", "receiver": receiver, "status": alerts[0]["status"], "alerts": list(alerts),
-            "groupLabels": {"alertname": "NegativeSentimentSpike"}, "commonLabels": {},
-            "externalURL": "http://127.0.0.1:9093", "groupKey": "{}:{}"}
+    return {
+        "version": "4",
+        "receiver": receiver,
+        "status": alerts[0]["status"],
+        "alerts": list(alerts),
+        "groupLabels": {"alertname": "NegativeSentimentSpike"},
+        "commonLabels": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "groupKey": "{}:{}",
+    }
 
 
 @pytest.fixture
@@ -57,8 +77,14 @@ def smtp():
 
 
 def start(**settings) -> NotifierServer:
-    defaults = dict(port=0, console=False, register_target=False, backoff_initial_seconds=0.01,
-                    backoff_max_seconds=0.05, timeout_seconds=3)
+    defaults = dict(
+        port=0,
+        console=False,
+        register_target=False,
+        backoff_initial_seconds=0.01,
+        backoff_max_seconds=0.05,
+        timeout_seconds=3,
+    )
     return NotifierServer(NotifierSettings(**{**defaults, **settings})).start()
 
 
@@ -76,8 +102,14 @@ def test_signature_round_trip_and_tampering():
 
 
 def test_each_alert_state_is_delivered_once_per_channel(webhook, smtp):
-    server = start(webhook_url=webhook.url, webhook_secret=SECRET, smtp_host="127.0.0.1",
-                   smtp_port=smtp.port, smtp_starttls=False, email_to=["desk@example.org"])
+    server = start(
+        webhook_url=webhook.url,
+        webhook_secret=SECRET,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_starttls=False,
+        email_to=["desk@example.org"],
+    )
     try:
         firing = payload(alert())
         assert post(server, firing).status_code == 200
@@ -90,13 +122,21 @@ def test_each_alert_state_is_delivered_once_per_channel(webhook, smtp):
         assert "silenceURL" in sent["alerts"][0]
         assert "Energy" in smtp.messages[0]["Subject"]
         text = smtp.messages[0].get_content()
-        for expected in ("80% of 30 articles", "baseline of 10%", "topic=Energy",
-                         "dashboard: http://localhost:3000/d/finsentry-overview",
-                         "prometheus: http://prometheus:9090/graph", "silence: http://127.0.0.1:9093/#/silences/new"):
+        for expected in (
+            "80% of 30 articles",
+            "baseline of 10%",
+            "topic=Energy",
+            "dashboard: http://localhost:3000/d/finsentry-overview",
+            "prometheus: http://prometheus:9090/graph",
+            "silence: http://127.0.0.1:9093/#/silences/new",
+        ):
             assert expected in text, expected
 
         # The group grows: only the new alert goes out; then the first resolves: a new state.
-        assert post(server, payload(alert(), alert(key="Metals", fingerprint="fp2"))).status_code == 200
+        assert (
+            post(server, payload(alert(), alert(key="Metals", fingerprint="fp2"))).status_code
+            == 200
+        )
         assert [len(r.json()["alerts"]) for r in webhook.requests] == [1, 1]
         assert webhook.requests[1].json()["alerts"][0]["labels"]["key"] == "Metals"
         assert post(server, payload(alert(status="resolved"))).status_code == 200
@@ -110,10 +150,20 @@ def test_each_alert_state_is_delivered_once_per_channel(webhook, smtp):
 
 
 def test_routes_pick_channels_by_receiver(webhook, smtp):
-    server = start(webhook_url=webhook.url, smtp_host="127.0.0.1", smtp_port=smtp.port,
-                   smtp_starttls=False, email_to=["desk@example.org"])
+    server = start(
+        webhook_url=webhook.url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_starttls=False,
+        email_to=["desk@example.org"],
+    )
     try:
-        assert post(server, payload(alert(severity="warning"), receiver="finsentry-warning")).status_code == 200
+        assert (
+            post(
+                server, payload(alert(severity="warning"), receiver="finsentry-warning")
+            ).status_code
+            == 200
+        )
         assert len(webhook.requests) == 1 and smtp.messages == []  # warnings do not email
     finally:
         server.close()
@@ -127,15 +177,24 @@ def test_transient_failures_are_retried_with_backoff(webhook):
         assert len(webhook.requests) == 1
         metrics = httpx.get(f"http://127.0.0.1:{server.port}/metrics").text
         assert 'finsentry_notifier_delivery_attempts_total{channel="webhook"} 3.0' in metrics
-        assert 'finsentry_notifier_deliveries_total{channel="webhook",outcome="delivered"} 1.0' in metrics
+        assert (
+            'finsentry_notifier_deliveries_total{channel="webhook",outcome="delivered"} 1.0'
+            in metrics
+        )
     finally:
         server.close()
 
 
 def test_a_failed_channel_makes_alertmanager_retry_without_repeating_the_others(webhook, smtp):
     webhook.fail_next(100)
-    server = start(webhook_url=webhook.url, smtp_host="127.0.0.1", smtp_port=smtp.port,
-                   smtp_starttls=False, email_to=["desk@example.org"], max_attempts=2)
+    server = start(
+        webhook_url=webhook.url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_starttls=False,
+        email_to=["desk@example.org"],
+        max_attempts=2,
+    )
     try:
         assert post(server, payload(alert())).status_code == 500
         assert len(smtp.messages) == 1 and webhook.requests == []
@@ -173,7 +232,10 @@ def test_invalid_payloads_are_refused(webhook):
     try:
         assert httpx.post(server.url, content=b"not json").status_code == 400
         assert post(server, {"alerts": "nope"}).status_code == 400
-        assert httpx.post(f"http://127.0.0.1:{server.port}/elsewhere", content=b"{}").status_code == 404
+        assert (
+            httpx.post(f"http://127.0.0.1:{server.port}/elsewhere", content=b"{}").status_code
+            == 404
+        )
         assert webhook.requests == []
     finally:
         server.close()
@@ -182,9 +244,18 @@ def test_invalid_payloads_are_refused(webhook):
 def test_secrets_never_reach_logs_or_responses(caplog, webhook):
     caplog.set_level(logging.DEBUG)
     slack = "http://127.0.0.1:9/services/T000/B000/SLACKSECRETPATH"  # port 9: refused
-    server = start(slack_webhook_url=slack, webhook_url=webhook.url, webhook_secret=SECRET,
-                   smtp_host="127.0.0.1", smtp_port=9, smtp_username="u", smtp_password="SMTPSECRET",
-                   email_to=["desk@example.org"], bearer_token="TOKENSECRET", max_attempts=2)
+    server = start(
+        slack_webhook_url=slack,
+        webhook_url=webhook.url,
+        webhook_secret=SECRET,
+        smtp_host="127.0.0.1",
+        smtp_port=9,
+        smtp_username="u",
+        smtp_password="SMTPSECRET",
+        email_to=["desk@example.org"],
+        bearer_token="TOKENSECRET",
+        max_attempts=2,
+    )
     try:
         response = post(server, payload(alert()), Authorization="Bearer TOKENSECRET")
         assert response.status_code == 500  # slack and email unreachable
@@ -200,8 +271,9 @@ def test_secrets_never_reach_logs_or_responses(caplog, webhook):
 
 def test_console_prints_a_readable_message():
     lines: list[str] = []
-    server = NotifierServer(NotifierSettings(port=0, register_target=False), channels=None,
-                            console_write=lines.append).start()
+    server = NotifierServer(
+        NotifierSettings(port=0, register_target=False), channels=None, console_write=lines.append
+    ).start()
     try:
         assert post(server, payload(alert())).status_code == 200
     finally:
@@ -212,14 +284,38 @@ def test_console_prints_a_readable_message():
 
 def test_email_over_starttls(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     sink = SmtpSink(tls_context=context)
-    server = start(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_starttls=True, smtp_cafile=cert,
-                   email_to=["desk@example.org"])
+    server = start(
+        smtp_host="127.0.0.1",
+        smtp_port=sink.port,
+        smtp_starttls=True,
+        smtp_cafile=cert,
+        email_to=["desk@example.org"],
+    )
     try:
         assert post(server, payload(alert())).status_code == 200
         assert wait_for(lambda: len(sink.messages) == 1, 5)
