@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,26 +11,32 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("aggregate")
     def aggregate(
-        restore: str = typer.Option(
-            "auto",
-            "--restore",
-            help="auto: resume from the newest retained checkpoint in FINSENTRY_AGGREGATE_"
-            "CHECKPOINT_DIR if there is one; none: start without state; or the path of a "
-            "checkpoint (chk-N) or savepoint directory.",
-        ),
-        remote: bool = typer.Option(
-            False,
-            "--remote",
-            help="Submit to the Flink cluster at FINSENTRY_AGGREGATE_JOBMANAGER_ADDRESS and exit "
-            "instead of running a local mini-cluster.",
-        ),
-        status_file: Path | None = typer.Option(
-            None,
-            "--status-file",
-            help="Write the job id and state here as JSON whenever the state changes.",
-        ),
-        print_sql: bool = typer.Option(False, "--print-sql", help="Print the job's SQL and exit."),
-        explain: bool = typer.Option(False, "--explain", help="Print Flink's plan and exit."),
+        restore: Annotated[
+            str,
+            typer.Option(
+                help="auto: resume from the newest retained checkpoint in "
+                "FINSENTRY_AGGREGATE_CHECKPOINT_DIR if there is one; none: start without state; "
+                "or the path of a checkpoint (chk-N) or savepoint directory."
+            ),
+        ] = "auto",
+        remote: Annotated[
+            bool,
+            typer.Option(
+                "--remote",
+                help="Submit to the Flink cluster at FINSENTRY_AGGREGATE_JOBMANAGER_ADDRESS and "
+                "exit instead of running a local mini-cluster.",
+            ),
+        ] = False,
+        status_file: Annotated[
+            Path | None,
+            typer.Option(help="Write the job id and state here as JSON whenever they change."),
+        ] = None,
+        print_sql: Annotated[
+            bool, typer.Option("--print-sql", help="Print the job's SQL and exit.")
+        ] = False,
+        explain: Annotated[
+            bool, typer.Option("--explain", help="Print Flink's plan and exit.")
+        ] = False,
     ) -> None:
         """Windowed sentiment aggregation: news.scored -> Flink SQL -> sentiment.windows.
 
@@ -58,10 +65,14 @@ def register(app: typer.Typer) -> None:
             from pipeline.settings import StackSettings
             from pipeline.stack.install import flink_connector_jars
 
-            typer.echo(explain_plan(kafka, settings, flink_connector_jars(StackSettings().cache_dir)))
+            typer.echo(
+                explain_plan(kafka, settings, flink_connector_jars(StackSettings().cache_dir))
+            )
             return
         try:
-            started = run_job(kafka, settings, restore=restore, remote=remote, status_file=status_file)
+            started = run_job(
+                kafka, settings, restore=restore, remote=remote, status_file=status_file
+            )
         except AggregateJobError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc

@@ -56,7 +56,7 @@ def flink_config(
         "execution.checkpointing.savepoint-dir": to_uri(settings.savepoint_dir),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": str(settings.checkpoints_retained),
-        "execution.checkpointing.min-pause": f"{min(settings.checkpoint_interval_ms // 2, 1000)} ms",
+        "execution.checkpointing.min-pause": f"{min(settings.checkpoint_interval_ms // 2, 1000)}ms",
         "state.backend.type": "hashmap",
         "table.local-time-zone": "UTC",
         "table.exec.source.idle-timeout": f"{settings.source_idle_timeout_ms} ms",
@@ -72,8 +72,8 @@ def flink_config(
     if remote:
         if not settings.jobmanager_address:
             raise AggregateJobError(
-                "aggregate: --remote needs FINSENTRY_AGGREGATE_JOBMANAGER_ADDRESS (host:port of the "
-                "JobManager's REST endpoint)"
+                "aggregate: --remote needs FINSENTRY_AGGREGATE_JOBMANAGER_ADDRESS "
+                "(host:port of the JobManager's REST endpoint)"
             )
         host, _, port = settings.jobmanager_address.rpartition(":")
         if not host or not port.isdigit():
@@ -92,7 +92,9 @@ def table_environment(config: dict[str, str]):
     conf = Configuration()
     for key, value in config.items():
         conf.set_string(key, value)
-    env_settings = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build()
+    env_settings = (
+        EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build()
+    )
     root = logging.getLogger()
     level = root.level
     t_env = TableEnvironment.create(env_settings)
@@ -142,26 +144,34 @@ def run_job(
     from pipeline.stack.install import flink_connector_jars
 
     jars = jars or flink_connector_jars(StackSettings().cache_dir)
-    ensure_topics(kafka, [kafka.topic_scored, kafka.topic_windows, kafka.topic_dlq, settings.topic_late])
+    ensure_topics(
+        kafka, [kafka.topic_scored, kafka.topic_windows, kafka.topic_dlq, settings.topic_late]
+    )
     restored_from = resolve_restore(settings, restore)
     if restored_from:
         log.info("restoring from %s", restored_from)
     else:
         log.info("starting without state (startup mode %s)", settings.startup_mode)
-    t_env = table_environment(flink_config(settings, jars, restore_from=restored_from, remote=remote))
+    t_env = table_environment(
+        flink_config(settings, jars, restore_from=restored_from, remote=remote)
+    )
     result = statement_set(t_env, build(kafka, settings)).execute()
     client = result.get_job_client()
     job_id = str(client.get_job_id())
     started = Started(job_id=job_id, restored_from=restored_from, remote=remote)
     log.info("job %s submitted (%s)", job_id, "remote" if remote else "local mini-cluster")
-    _write_status(status_file, {"job_id": job_id, "state": "SUBMITTED", "restored_from": restored_from})
+    _write_status(
+        status_file, {"job_id": job_id, "state": "SUBMITTED", "restored_from": restored_from}
+    )
     if remote:
         return started
     _supervise(client, settings, status_file, started)
     return started
 
 
-def _supervise(client, settings: AggregateSettings, status_file: Path | None, started: Started) -> None:
+def _supervise(
+    client, settings: AggregateSettings, status_file: Path | None, started: Started
+) -> None:
     """Poll the local job; on SIGTERM/SIGINT stop it with a savepoint and return."""
     stop_requested: list[int] = []
 
@@ -175,19 +185,36 @@ def _supervise(client, settings: AggregateSettings, status_file: Path | None, st
             state = str(client.get_job_status().result()).rsplit(".", 1)[-1]
             if state != last_state:
                 log.info("job %s is %s", started.job_id, state)
-                _write_status(status_file, {"job_id": started.job_id, "state": state,
-                                            "restored_from": started.restored_from})
+                _write_status(
+                    status_file,
+                    {
+                        "job_id": started.job_id,
+                        "state": state,
+                        "restored_from": started.restored_from,
+                    },
+                )
                 last_state = state
             if state in TERMINAL_STATES:
                 if state == "FAILED":
-                    raise AggregateJobError(f"aggregate: job {started.job_id} failed; see the log above")
+                    raise AggregateJobError(
+                        f"aggregate: job {started.job_id} failed; see the log above"
+                    )
                 return
             if stop_requested:
-                log.info("stopping job %s with a savepoint in %s", started.job_id, settings.savepoint_dir)
+                log.info(
+                    "stopping job %s with a savepoint in %s", started.job_id, settings.savepoint_dir
+                )
                 path = _stop_with_savepoint(client, to_uri(settings.savepoint_dir))
                 log.info("savepoint written: %s (restart with --restore %s)", path, path)
-                _write_status(status_file, {"job_id": started.job_id, "state": "STOPPED",
-                                            "savepoint": path, "restored_from": started.restored_from})
+                _write_status(
+                    status_file,
+                    {
+                        "job_id": started.job_id,
+                        "state": "STOPPED",
+                        "savepoint": path,
+                        "restored_from": started.restored_from,
+                    },
+                )
                 return
             time.sleep(0.5)
     finally:

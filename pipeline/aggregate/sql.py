@@ -47,7 +47,9 @@ def interval(ms: int) -> str:
     days, hours = divmod(hours, 24)
     if days > 99:
         raise ValueError(f"aggregate: interval of {ms} ms is longer than 99 days")
-    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+    return (
+        f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+    )
 
 
 def _quote(value: str) -> str:
@@ -97,7 +99,9 @@ class JobSql:
         return ";\n\n".join(self.ddl + self.inserts) + ";\n"
 
 
-def _sink(kafka: KafkaSettings, settings: AggregateSettings, topic: str, name: str) -> dict[str, str]:
+def _sink(
+    kafka: KafkaSettings, settings: AggregateSettings, topic: str, name: str
+) -> dict[str, str]:
     return {
         "connector": "kafka",
         "topic": topic,
@@ -209,10 +213,12 @@ def build(kafka: KafkaSettings, settings: AggregateSettings) -> JobSql:
 ) {_with(_sink(kafka, settings, kafka.topic_dlq, "dlq"))}"""
 
     sentiments = ", ".join(_quote(s) for s in SENTIMENTS)
+    # IS TRUE: a NULL field makes the conjunction NULL, and a row that is neither
+    # valid nor invalid would vanish without a trace.
     valid = (
-        f"id IS NOT NULL AND published_at IS NOT NULL AND topic IS NOT NULL "
+        f"((id IS NOT NULL AND published_at IS NOT NULL AND topic IS NOT NULL "
         f"AND sentiment IN ({sentiments}) "
-        f"AND sentiment_score BETWEEN -1 AND 1 AND confidence BETWEEN 0 AND 1"
+        f"AND sentiment_score BETWEEN -1 AND 1 AND confidence BETWEEN 0 AND 1) IS TRUE)"
     )
     invalid_view = f"""CREATE TEMPORARY VIEW invalid AS
 SELECT *,
@@ -220,12 +226,14 @@ SELECT *,
     WHEN id IS NULL THEN 'id: missing or not a string'
     WHEN published_at IS NULL THEN 'published_at: missing or not RFC 3339 UTC'
     WHEN topic IS NULL THEN 'topic: missing'
-    WHEN sentiment IS NULL OR sentiment NOT IN ({sentiments}) THEN 'sentiment: not one of {"/".join(SENTIMENTS)}'
-    WHEN sentiment_score IS NULL OR sentiment_score NOT BETWEEN -1 AND 1 THEN 'sentiment_score: missing or outside [-1, 1]'
+    WHEN sentiment IS NULL OR sentiment NOT IN ({sentiments})
+      THEN 'sentiment: not one of {"/".join(SENTIMENTS)}'
+    WHEN sentiment_score IS NULL OR sentiment_score NOT BETWEEN -1 AND 1
+      THEN 'sentiment_score: missing or outside [-1, 1]'
     ELSE 'confidence: missing or outside [0, 1]'
   END AS error
 FROM scored
-WHERE NOT ({valid})"""
+WHERE NOT {valid}"""
 
     # CURRENT_WATERMARK is NULL until the first watermark: nothing is late before it.
     late_view = f"""CREATE TEMPORARY VIEW late_rows AS
@@ -264,7 +272,10 @@ SELECT
   CASE WHEN k.pos = 1 THEN 'all' WHEN k.pos = 2 THEN 'topic' ELSE 'ticker' END AS dimension,
   k.`key`, published_at, sentiment, sentiment_score, confidence
 FROM deduped
-CROSS JOIN UNNEST(ARRAY_CONCAT(ARRAY['all', topic], tickers)) WITH ORDINALITY AS k (`key`, pos)
+CROSS JOIN UNNEST(
+  CASE WHEN tickers IS NULL THEN ARRAY['all', topic]
+    ELSE ARRAY_CONCAT(ARRAY['all', topic], tickers) END
+) WITH ORDINALITY AS k (`key`, pos)
 WHERE k.`key` IS NOT NULL AND k.`key` <> ''"""
 
     window_tables = [
@@ -297,7 +308,8 @@ FROM late_rows"""
 
     insert_dlq = """INSERT INTO dlq
 SELECT
-  COALESCE(id, CONCAT(kafka_topic, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING))),
+  COALESCE(id, CONCAT_WS('/', kafka_topic, CAST(kafka_partition AS STRING),
+    CAST(kafka_offset AS STRING))),
   1,
   JSON_OBJECT(
     'id' VALUE id, 'published_at' VALUE CAST(published_at AS STRING), 'topic' VALUE topic,
@@ -313,8 +325,17 @@ SELECT
 FROM invalid"""
 
     return JobSql(
-        ddl=(scored, windows_sink, late_sink, dlq_sink, invalid_view, late_view, on_time_view,
-             deduped_view, keyed_view),
+        ddl=(
+            scored,
+            windows_sink,
+            late_sink,
+            dlq_sink,
+            invalid_view,
+            late_view,
+            on_time_view,
+            deduped_view,
+            keyed_view,
+        ),
         inserts=(insert_windows, insert_late, insert_dlq),
     )
 

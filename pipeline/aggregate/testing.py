@@ -76,9 +76,13 @@ def scored(
     )
 
 
-def produce(kafka: KafkaSettings, articles: Iterable[messages.ScoredArticle | tuple[int, bytes]],
-            *, partition_of: Callable[[messages.ScoredArticle], int | None] = lambda a: None) -> None:
-    """Write articles (keyed by id) to ``news.scored``; ``(partition, bytes)`` pairs go as they are."""
+def produce(
+    kafka: KafkaSettings,
+    articles: Iterable[messages.ScoredArticle | tuple[int, bytes]],
+    *,
+    partition_of: Callable[[messages.ScoredArticle], int | None] = lambda a: None,
+) -> None:
+    """Write articles (keyed by id) to ``news.scored``; ``(partition, bytes)`` pairs go as is."""
     from pipeline.kafka_io import make_producer
 
     producer = make_producer(kafka)
@@ -87,14 +91,20 @@ def produce(kafka: KafkaSettings, articles: Iterable[messages.ScoredArticle | tu
             if isinstance(item, tuple):
                 producer.send(kafka.topic_scored, value=item[1], partition=item[0])
             else:
-                producer.send(kafka.topic_scored, key=item.id.encode(), value=messages.encode(item),
-                              partition=partition_of(item))
+                producer.send(
+                    kafka.topic_scored,
+                    key=item.id.encode(),
+                    value=messages.encode(item),
+                    partition=partition_of(item),
+                )
         producer.flush()
     finally:
         producer.close()
 
 
-def watermark_movers(kafka: KafkaSettings, at_seconds: float, prefix: str) -> list[tuple[int, bytes]]:
+def watermark_movers(
+    kafka: KafkaSettings, at_seconds: float, prefix: str
+) -> list[tuple[int, bytes]]:
     """One neutral article per partition at ``at_seconds``: every partition's watermark moves."""
     return [
         (p, messages.encode(scored(f"{prefix}-{p}", at_seconds, topic="macro")))
@@ -102,14 +112,26 @@ def watermark_movers(kafka: KafkaSettings, at_seconds: float, prefix: str) -> li
     ]
 
 
-def read_topic(kafka: KafkaSettings, topic: str, *, expected: int, timeout_seconds: float,
-               settle_seconds: float = 0.0) -> list[bytes]:
-    """Committed records of ``topic`` from the beginning: waits for ``expected`` of them
-    (or the timeout), then ``settle_seconds`` more so that extra records would show up."""
+def read_topic(
+    kafka: KafkaSettings,
+    topic: str,
+    *,
+    expected: int,
+    timeout_seconds: float,
+    settle_seconds: float = 0.0,
+    committed: bool = True,
+) -> list[bytes]:
+    """Records of ``topic`` from the beginning: waits for ``expected`` of them (or the
+    timeout), then ``settle_seconds`` more so that extra records would show up.
+
+    ``committed=False`` also returns records of open and aborted transactions (what the
+    exactly-once sink wrote but has not committed), which only tests should want."""
     from pipeline.kafka_io import make_consumer
 
-    consumer = make_consumer(kafka, None, topic, isolation_level="read_committed",
-                             auto_offset_reset="earliest")
+    isolation = "read_committed" if committed else "read_uncommitted"
+    consumer = make_consumer(
+        kafka, None, topic, isolation_level=isolation, auto_offset_reset="earliest"
+    )
     values: list[bytes] = []
     try:
         deadline = time.monotonic() + timeout_seconds
@@ -124,10 +146,22 @@ def read_topic(kafka: KafkaSettings, topic: str, *, expected: int, timeout_secon
     return values
 
 
-def read_windows(kafka: KafkaSettings, *, expected: int, timeout_seconds: float = 120.0,
-                 settle_seconds: float = 0.0) -> list[messages.SentimentWindow]:
-    values = read_topic(kafka, kafka.topic_windows, expected=expected,
-                        timeout_seconds=timeout_seconds, settle_seconds=settle_seconds)
+def read_windows(
+    kafka: KafkaSettings,
+    *,
+    expected: int,
+    timeout_seconds: float = 120.0,
+    settle_seconds: float = 0.0,
+    committed: bool = True,
+) -> list[messages.SentimentWindow]:
+    values = read_topic(
+        kafka,
+        kafka.topic_windows,
+        expected=expected,
+        committed=committed,
+        timeout_seconds=timeout_seconds,
+        settle_seconds=settle_seconds,
+    )
     return [messages.decode_window(v) for v in values]
 
 
@@ -143,8 +177,9 @@ def window_key(window: messages.SentimentWindow) -> WindowKey:
     return WindowKey(window.window_start, window.window_end, window.dimension, window.key)
 
 
-def expected_windows(articles: Iterable[messages.ScoredArticle], settings: AggregateSettings,
-                     *, until: datetime) -> dict[WindowKey, messages.SentimentWindow]:
+def expected_windows(
+    articles: Iterable[messages.ScoredArticle], settings: AggregateSettings, *, until: datetime
+) -> dict[WindowKey, messages.SentimentWindow]:
     """What the job must emit for ``articles`` (already de-duplicated, none late), for windows
     that end at or before ``until``: the reference implementation the tests compare with."""
     sizes = [(settings.tumbling_window_ms, settings.tumbling_window_ms)]
@@ -169,9 +204,14 @@ def expected_windows(articles: Iterable[messages.ScoredArticle], settings: Aggre
         counts = {s: sum(a.sentiment == s for a in group) for s in messages.SENTIMENTS}
         weight = sum(a.confidence for a in group)
         result[wk] = messages.SentimentWindow(
-            window_start=wk.window_start, window_end=wk.window_end, dimension=wk.dimension,
-            key=wk.key, articles=len(group), negative=counts["negative"],
-            neutral=counts["neutral"], positive=counts["positive"],
+            window_start=wk.window_start,
+            window_end=wk.window_end,
+            dimension=wk.dimension,
+            key=wk.key,
+            articles=len(group),
+            negative=counts["negative"],
+            neutral=counts["neutral"],
+            positive=counts["positive"],
             negative_ratio=counts["negative"] / len(group),
             mean_sentiment=sum(a.sentiment_score for a in group) / len(group),
             weighted_mean_sentiment=(
@@ -184,8 +224,15 @@ def expected_windows(articles: Iterable[messages.ScoredArticle], settings: Aggre
 class AggregateProcess:
     """``finsentry aggregate`` in its own process group, with its log in ``run_dir``."""
 
-    def __init__(self, kafka: KafkaSettings, settings: AggregateSettings, *, run_dir: Path,
-                 restore: str = "auto", name: str = "aggregate") -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: AggregateSettings,
+        *,
+        run_dir: Path,
+        restore: str = "auto",
+        name: str = "aggregate",
+    ) -> None:
         self.kafka, self.settings, self.run_dir = kafka, settings, run_dir
         self.restore, self.name = restore, name
         self.status_file = run_dir / f"{name}.status.json"
@@ -199,9 +246,19 @@ class AggregateProcess:
         env = {**os.environ, **settings_env(self.kafka, self.settings)}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.aggregate", "--restore", self.restore,
-             "--status-file", str(self.status_file)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "pipeline.aggregate",
+                "--restore",
+                self.restore,
+                "--status-file",
+                str(self.status_file),
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -219,7 +276,9 @@ class AggregateProcess:
             if status.get("state") == "RUNNING":
                 return status
             if self.process.poll() is not None:
-                raise RuntimeError(f"aggregate exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"aggregate exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             time.sleep(0.3)
         raise TimeoutError(f"aggregate not RUNNING after {timeout_seconds} s:\n{self.log_tail()}")
 

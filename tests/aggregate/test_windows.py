@@ -40,17 +40,38 @@ PHASE1 = [
     scored("a3", 50, topic="macro", sentiment="neutral", score=0.0, confidence=1.0),
     scored("a1", 10, sentiment="negative", score=-0.8, confidence=0.9, tickers=["AAPL", "MSFT"]),
     scored("a4", 30, sentiment="positive", score=0.7, tickers=["AAPL"], duplicate_of="a2"),
-    scored("b1", 62, topic="macro", sentiment="negative", score=-0.5, confidence=0.8, tickers=["TSLA"]),
+    scored(
+        "b1", 62, topic="macro", sentiment="negative", score=-0.5, confidence=0.8, tickers=["TSLA"]
+    ),
     scored("b2", 58, sentiment="negative", score=-0.9, confidence=1.0, tickers=["AAPL"]),
-    scored("b3", 90, topic="macro", sentiment="positive", score=0.4, confidence=0.2,
-           tickers=["TSLA", "AAPL"]),
+    scored(
+        "b3",
+        90,
+        topic="macro",
+        sentiment="positive",
+        score=0.4,
+        confidence=0.2,
+        tickers=["TSLA", "AAPL"],
+    ),
 ]
 LATE = [
     scored("l1", 40, sentiment="negative", score=-1.0, tickers=["AAPL"]),
     scored("l2", 119, topic="macro", sentiment="negative", score=-0.7, tickers=["TSLA"]),
 ]
 ON_TIME = scored("a5", 128, sentiment="positive", score=0.5, confidence=0.6, tickers=["NVDA"])
-INVALID = json.dumps({**json.loads(messages.encode(scored("x1", 129))), "sentiment": "bogus"}).encode()
+NO_TICKERS = scored("a6", 129, topic="macro", sentiment="negative", score=-0.4)
+
+
+def _edited(article, **changes) -> bytes:
+    """The article's JSON with fields replaced (or removed, for None)."""
+    fields = {**json.loads(messages.encode(article)), **changes}
+    return json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
+
+
+INVALID = [
+    (1, _edited(scored("x1", 129), sentiment="bogus")),
+    (2, _edited(scored("x2", 129), confidence=None)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,18 +87,29 @@ def outcome(aggregate_env):
         produce(kafka, PHASE1, partition_of=lambda a: 0 if a.id in ("b1", "b2") else None)
         produce(kafka, movers1)
         first_windows = expected_windows(
-            [a for a in PHASE1 if a.id not in ("a4",)] , settings, until=T0 + timedelta(seconds=120)
+            [a for a in PHASE1 if a.id not in ("a4",)], settings, until=T0 + timedelta(seconds=120)
         )
         seen = read_windows(kafka, expected=len(first_windows), timeout_seconds=120)
         assert len(seen) >= len(first_windows), job.log_tail()
-        produce(kafka, [*LATE, (0, movers1[0][1]), ON_TIME, (1, INVALID)])
+        produce(
+            kafka,
+            [*LATE, (0, movers1[0][1]), ON_TIME, (0, _edited(NO_TICKERS, tickers=None)), *INVALID],
+        )
         produce(kafka, movers2)
-        counted = _unique(PHASE1) + [messages.decode_scored(m) for _, m in movers1] + [ON_TIME]
+        counted = (
+            _unique(PHASE1)
+            + [messages.decode_scored(m) for _, m in movers1]
+            + [ON_TIME, NO_TICKERS]
+        )
         expected = expected_windows(counted, settings, until=T0 + timedelta(seconds=180))
-        windows = read_windows(kafka, expected=len(expected), timeout_seconds=120,
-                               settle_seconds=3 * settings.checkpoint_interval_ms / 1000)
+        windows = read_windows(
+            kafka,
+            expected=len(expected),
+            timeout_seconds=120,
+            settle_seconds=3 * settings.checkpoint_interval_ms / 1000,
+        )
         late = read_topic(kafka, settings.topic_late, expected=len(LATE), timeout_seconds=30)
-        dlq = read_topic(kafka, kafka.topic_dlq, expected=1, timeout_seconds=30)
+        dlq = read_topic(kafka, kafka.topic_dlq, expected=len(INVALID), timeout_seconds=30)
         log = job.log_tail()
     return {"windows": windows, "expected": expected, "late": late, "dlq": dlq, "log": log}
 
@@ -101,7 +133,11 @@ def test_every_window_comes_out_exactly_once_with_exact_counts(outcome):
     for window in windows:
         want = expected[window_key(window)]
         assert (window.articles, window.negative, window.neutral, window.positive) == (
-            want.articles, want.negative, want.neutral, want.positive), window_key(window)
+            want.articles,
+            want.negative,
+            want.neutral,
+            want.positive,
+        ), window_key(window)
         assert window.negative_ratio == pytest.approx(want.negative_ratio)
         assert window.mean_sentiment == pytest.approx(want.mean_sentiment)
         assert window.weighted_mean_sentiment == pytest.approx(want.weighted_mean_sentiment)
@@ -115,7 +151,8 @@ def test_hand_checked_windows(outcome):
     assert (w0_all.articles, w0_all.negative, w0_all.neutral, w0_all.positive) == (4, 2, 1, 1)
     assert w0_all.mean_sentiment == pytest.approx((-0.8 + 0.6 + 0.0 - 0.9) / 4)
     assert w0_all.weighted_mean_sentiment == pytest.approx(
-        (-0.8 * 0.9 + 0.6 * 0.5 + 0.0 - 0.9) / (0.9 + 0.5 + 1.0 + 1.0))
+        (-0.8 * 0.9 + 0.6 * 0.5 + 0.0 - 0.9) / (0.9 + 0.5 + 1.0 + 1.0)
+    )
     aapl = by_key[(T0, 60, "ticker", "AAPL")]
     assert (aapl.articles, aapl.negative, aapl.positive) == (3, 2, 1)
     assert by_key[(T0, 60, "ticker", "MSFT")].articles == 1
@@ -123,7 +160,8 @@ def test_hand_checked_windows(outcome):
     w1_tsla = by_key[(T0 + timedelta(seconds=60), 60, "ticker", "TSLA")]
     assert (w1_tsla.articles, w1_tsla.negative, w1_tsla.positive) == (2, 1, 1)  # not l2
     w2_all = by_key[(T0 + timedelta(seconds=120), 60, "all", "all")]
-    assert w2_all.articles == 4  # three movers and a5; the re-delivered mover is dropped
+    # Three movers, a5 and a6 (no tickers field); the re-delivered mover is dropped.
+    assert w2_all.articles == 5
     hop = by_key[(T0, 120, "all", "all")]
     assert hop.articles == 6  # a1, a2, a3, b2, b1, b3
 
@@ -148,10 +186,13 @@ def test_late_records_go_to_the_late_topic_with_the_watermark_they_missed(outcom
 
 
 def test_invalid_records_go_to_the_dead_letter_topic(outcome):
-    letters = [messages.decode_dead_letter(v) for v in outcome["dlq"]]
-    assert len(letters) == 1
-    letter = letters[0]
-    assert letter.stage == "aggregate"
-    assert letter.key == "x1"
-    assert "sentiment" in letter.error
-    assert letter.partition == 1 and letter.offset is not None
+    letters = sorted(
+        (messages.decode_dead_letter(v) for v in outcome["dlq"]), key=lambda d: d.key or ""
+    )
+    assert [(d.key, d.stage, d.partition) for d in letters] == [
+        ("x1", "aggregate", 1),
+        ("x2", "aggregate", 2),
+    ]
+    assert letters[0].error.startswith("sentiment:")
+    assert letters[1].error.startswith("confidence:")
+    assert all(d.offset is not None and d.source_topic for d in letters)
