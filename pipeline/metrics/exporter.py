@@ -189,6 +189,37 @@ def _assign_from(consumer, topic: str, since_ms: int) -> None:
             consumer.seek(tp, found.offset)
 
 
+def _dead_letter(producer, kafka: KafkaSettings, record, exc: InvalidMessage, metrics) -> None:
+    """Send an undecodable record to news.dlq; a failing DLQ is logged, never fatal."""
+    from kafka.errors import KafkaError
+
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
+    log.warning("%s: dead-lettering %s: %s", STAGE, where, exc)
+    letter = dead_letter(
+        record.value,
+        exc,
+        stage=STAGE,
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+    )
+    try:
+        producer.send(kafka.topic_dlq, value=encode(letter), key=record.key).get(timeout=10)
+    except KafkaError as error:
+        log.error(
+            "%s: could not write %s to %s (%s); the record stays in %s",
+            STAGE,
+            where,
+            kafka.topic_dlq,
+            type(error).__name__,
+            record.topic,
+        )
+        metrics.windows_dead_lettered.labels("dlq_unavailable").inc()
+        return
+    metrics.windows_dead_lettered.labels(exc.reason).inc()
+
+
 def run_exporter(
     kafka: KafkaSettings,
     settings: ExporterSettings,
@@ -204,13 +235,14 @@ def run_exporter(
     local stack whose Prometheus should scrape us (file_sd) when
     ``settings.register_target`` is on.
     """
-    from pipeline.kafka_io import make_consumer, make_producer
+    from pipeline.kafka_io import ensure_topics, make_consumer, make_producer
     from pipeline.metrics.server import serve_metrics
 
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ExporterMetrics(registry)
     board = WindowBoard(metrics, settings)
     stop = stop or threading.Event()
+    ensure_topics(kafka, [kafka.topic_dlq])
     consumer = make_consumer(kafka, None, isolation_level="read_committed")
     producer = None
     since_ms = int((time.time() - settings.startup_lookback_seconds) * 1000)
@@ -236,26 +268,8 @@ def run_exporter(
                     try:
                         window = decode_window(record.value, STAGE)
                     except InvalidMessage as exc:
-                        log.warning(
-                            "%s: dead-lettering %s[%d]@%d: %s",
-                            STAGE,
-                            record.topic,
-                            record.partition,
-                            record.offset,
-                            exc,
-                        )
                         producer = producer or make_producer(kafka)
-                        letter = dead_letter(
-                            record.value,
-                            exc,
-                            stage=STAGE,
-                            source_topic=record.topic,
-                            partition=record.partition,
-                            offset=record.offset,
-                            key=record.key,
-                        )
-                        producer.send(kafka.topic_dlq, value=encode(letter), key=record.key).get(30)
-                        metrics.windows_dead_lettered.labels(exc.reason).inc()
+                        _dead_letter(producer, kafka, record, exc, metrics)
                         continue
                     board.apply(window)
             board.refresh()
