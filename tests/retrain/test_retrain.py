@@ -1,0 +1,117 @@
+"""Retrain end to end on the tiny world: gate, lineage, atomic promotion."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from models.feedback.retrain import Retrainer, due, gate, metric_state
+from models.registry import Registry
+from pipeline.settings import RetrainSettings
+
+from .conftest import shift_labels
+
+FAST = dict(
+    epochs=10,
+    batch_size=16,
+    learning_rate=2e-3,
+    head_learning_rate=1e-2,
+    min_new_labels=10,
+    max_original_drop=0.05,
+    replay_fraction=0.5,
+)
+
+
+def test_better_candidate_is_promoted_with_lineage(tiny_world):
+    root, model_settings, data_dir, store = tiny_world
+    store.add(shift_labels())
+    registry = Registry(root, model_settings.base_model_dir)
+    seen, stop = set(), threading.Event()
+
+    def watch_pointer():  # what a hot-reloading classifier polls
+        while not stop.is_set():
+            seen.add(registry.current_version())
+
+    watcher = threading.Thread(target=watch_pointer)
+    watcher.start()
+    try:
+        report = Retrainer(store, model_settings, RetrainSettings(**FAST), data_dir=data_dir).run()
+    finally:
+        stop.set()
+        watcher.join()
+    assert report["outcome"] == "promoted", report["summary"]
+    scores = report["scores"]
+    assert (
+        scores["candidate"]["new_labels"]["sentiment"]["macro_f1"]
+        > scores["current"]["new_labels"]["sentiment"]["macro_f1"]
+    )
+    assert registry.current_version() == report["candidate"]
+    assert seen <= {"v1-tiny", report["candidate"]}  # the pointer is never half-written
+    entry = registry.get(report["candidate"])  # verified: hashes, base
+    assert entry.parent == "v1-tiny"
+    assert entry.manifest["data"]["snapshot_hash"] == report["lineage"]["label_snapshot"]
+    assert entry.metrics["retrain"]["gate"]["passed"] is True
+    assert entry.metrics["retrain"]["parent_scores"] == json.loads(json.dumps(scores["current"]))
+    # the promoted entry is what a classifier loads from the registry now
+    from models.loading import load_current
+
+    assert load_current(model_settings).version == report["candidate"]
+    [run] = store.retrains()
+    assert (run.outcome, run.parent_version, run.candidate_version) == (
+        "promoted",
+        "v1-tiny",
+        report["candidate"],
+    )
+    assert store.labels_since_last_retrain() == 0
+    assert Retrainer(store, model_settings, RetrainSettings(**FAST)).run()["outcome"] == "skipped"
+
+
+def test_worse_candidate_is_not_promoted(tiny_world):
+    root, model_settings, data_dir, store = tiny_world
+    store.add(shift_labels(flip_train=True))  # trained part labelled wrongly
+    report = Retrainer(store, model_settings, RetrainSettings(**FAST), data_dir=data_dir).run()
+    assert report["outcome"] == "rejected", report["summary"]
+    assert report["gate"]["new_label_gain"] <= 0
+    registry = Registry(root, model_settings.base_model_dir)
+    assert registry.current_version() == "v1-tiny"
+    rejected = registry.get(report["candidate"])  # recorded, with lineage, not current
+    assert rejected.parent == "v1-tiny"
+    assert rejected.metrics["retrain"]["outcome"] == "rejected"
+    assert store.retrains()[-1].outcome == "rejected"
+    state = metric_state(store)
+    assert state["outcomes"] == {"rejected": 1}
+    # the serving model's scores are the parent's
+    assert (
+        state["scores"][("new_labels", "sentiment", "macro_f1")]
+        == (report["scores"]["current"]["new_labels"]["sentiment"]["macro_f1"])
+    )
+
+
+def test_gate_rule():
+    settings = RetrainSettings(max_original_drop=0.01, min_new_label_gain=0.0)
+
+    def scores(b, a):
+        return {
+            "new_labels": {"sentiment": {"n": 10, "macro_f1": b}, "topic": {"n": 0}},
+            "original_heldout": {
+                "sentiment": {"n": 50, "macro_f1": a},
+                "topic": {"n": 50, "macro_f1": 0.8},
+            },
+        }
+
+    assert gate(scores(0.5, 0.9), scores(0.7, 0.895), settings).passed
+    no_gain = gate(scores(0.5, 0.9), scores(0.5, 0.9), settings)
+    assert not no_gain.passed and "(b)" in no_gain.reasons[0]
+    forgot = gate(scores(0.5, 0.9), scores(0.9, 0.85), settings)
+    assert not forgot.passed and "(a) original held-out sentiment" in forgot.reasons[0]
+
+
+def test_triggers(tiny_world):
+    _, _, _, store = tiny_world
+    settings = RetrainSettings(trigger_new_labels=5, schedule_seconds=None)
+    assert due(store, settings) is None
+    store.add(shift_labels()[:4])
+    assert due(store, settings) is None
+    store.add(shift_labels()[4:5])
+    assert "5 new labels" in due(store, settings)
+    assert "schedule" in due(store, RetrainSettings(trigger_new_labels=None, schedule_seconds=60))
