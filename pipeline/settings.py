@@ -376,10 +376,10 @@ class LabelSettings(ServiceSettings):
 class RetrainSettings(ServiceSettings):
     """``finsentry retrain``: what a candidate trains on, the promotion gate, the triggers.
 
-    Gate (macro-F1, per task that has held-out new labels): the candidate must beat
-    the current model on the held-out new labels by more than
-    ``min_new_label_gain`` on at least one task and lose on none, and must not
-    lose more than ``max_original_drop`` on the original held-out split of any task.
+    Gate (``gate_metric``): on the held-out new labels, the candidate's gain over
+    the current model (mean over tasks weighted by label count) must exceed
+    ``min_new_label_gain``; on the original held-out split it must not fall more
+    than ``max_original_drop`` below the current model on any task.
     """
 
     section: ClassVar[str] = "retrain"
@@ -403,6 +403,7 @@ class RetrainSettings(ServiceSettings):
     max_train_seconds: float | None = Field(default=None, gt=0)
     #: Original held-out examples evaluated per task (None: all).
     eval_limit_per_task: int | None = Field(default=None, ge=1)
+    gate_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     min_new_label_gain: float = Field(default=0.0, ge=0)
     max_original_drop: float = Field(default=0.01, ge=0)
     seed: int = 13
@@ -541,69 +542,3 @@ class ClassifierSettings(ServiceSettings):
     produce_timeout_seconds: float = Field(default=60.0, gt=0)
     #: A replica silent this long leaves the group and its partitions move (after kill -9).
     session_timeout_ms: int = Field(default=45_000, ge=6_000)
-
-
-class LabelSettings(ServiceSettings):
-    """The label store and the review queue (``finsentry labels ...``).
-
-    ``database_url`` is any SQLAlchemy URL (``postgresql+psycopg://user:pw@host/db``);
-    it is a secret because it may carry a password. Conflicting labels are
-    resolved as documented in ``models/feedback/store.py``: each labeller's
-    latest label is a vote, trusted labellers outvote the rest, majority wins,
-    ties go to the newest.
-    """
-
-    section: ClassVar[str] = "labels"
-
-    database_url: SecretStr = SecretStr(f"sqlite:///{Path.home() / '.finsentry' / 'labels.db'}")
-    #: Who a label is from when a file or the review queue does not say.
-    labeller: str = Field(default_factory=lambda: os.environ.get("USER") or "analyst")
-    trusted_labellers: list[str] = Field(default_factory=list)
-    review_strategy: Literal["margin", "entropy"] = "margin"
-    #: Articles shown per review session / exported per Label Studio file.
-    review_limit: int = Field(default=50, ge=1)
-    #: Recent news.scored records considered for the queue.
-    review_pool: int = Field(default=1000, ge=1)
-
-
-class RetrainSettings(ServiceSettings):
-    """``finsentry retrain``: what a candidate trains on, the promotion gate, the triggers.
-
-    Gate (``gate_metric``): on the held-out new labels, the candidate's gain over
-    the current model (mean over tasks weighted by label count) must exceed
-    ``min_new_label_gain``; on the original held-out split it must not fall more
-    than ``max_original_drop`` below the current model on any task.
-    """
-
-    section: ClassVar[str] = "retrain"
-
-    #: Start from the current model's adapter and heads, or from the bare base encoder.
-    init_from: Literal["current", "base"] = "current"
-    #: Loss weight of a new label relative to an original training example.
-    label_weight: float = Field(default=4.0, gt=0)
-    #: Original training examples replayed per retrain, as a fraction of the original set.
-    replay_fraction: float = Field(default=0.1, gt=0, le=1)
-    #: Replayed examples per new training label at least (keeps small label sets anchored).
-    min_replay_per_label: float = Field(default=2.0, ge=0)
-    #: New labels kept out of training to judge the candidate (chosen by article id hash).
-    new_label_heldout_fraction: float = Field(default=0.25, gt=0, lt=1)
-    #: Fewest new labels (after conflict resolution) a retrain needs.
-    min_new_labels: int = Field(default=20, ge=2)
-    epochs: int = Field(default=3, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    learning_rate: float = Field(default=3e-4, gt=0)
-    head_learning_rate: float = Field(default=1e-3, gt=0)
-    max_train_seconds: float | None = Field(default=None, gt=0)
-    #: Original held-out examples evaluated per task (None: all).
-    eval_limit_per_task: int | None = Field(default=None, ge=1)
-    gate_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
-    min_new_label_gain: float = Field(default=0.0, ge=0)
-    max_original_drop: float = Field(default=0.01, ge=0)
-    seed: int = 13
-    #: ``--watch``: retrain once this many labels arrived since the last retrain.
-    trigger_new_labels: int | None = Field(default=200, ge=1)
-    #: ``--watch``: and at least this often when new labels exist (None: never by time).
-    schedule_seconds: float | None = Field(default=None, gt=0)
-    poll_seconds: float = Field(default=60.0, gt=0)
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(default=0, ge=0, le=65535)
