@@ -57,6 +57,7 @@ class _SecretRedactor(logging.Filter):
 
 
 _REDACTOR = _SecretRedactor()
+_LEAKY_LOGGERS = ("kafka.protocol.parser", "kafka.net.connection", "kafka.conn")
 
 
 def guard_logs(settings: KafkaSettings) -> None:
@@ -66,7 +67,8 @@ def guard_logs(settings: KafkaSettings) -> None:
             _REDACTOR.add(secret.get_secret_value())
     names = [name for name in logging.Logger.manager.loggerDict
              if name == "kafka" or name.startswith("kafka.")]
-    for name in ["kafka", *names]:
+    # Loggers known to print request bytes, created now if kafka is not imported yet.
+    for name in ["kafka", *_LEAKY_LOGGERS, *names]:
         logger = logging.getLogger(name)
         if _REDACTOR not in logger.filters:
             logger.addFilter(_REDACTOR)

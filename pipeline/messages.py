@@ -7,7 +7,12 @@ bad value; the caller sends the original bytes to ``news.dlq`` with
 :func:`dead_letter`.
 
 Wire format: JSON, UTF-8, one object per record, with ``schema`` (int). Times
-are UTC, RFC 3339 (``2026-11-28T13:45:00Z``).
+are UTC, RFC 3339 (``2026-11-28T13:45:00Z``), kept to the millisecond.
+
+Decoding is strict about types (a number is not a string, ``true`` is not 1, a
+time is an RFC 3339 string, ``NaN`` and duplicate keys are not JSON) and never
+raises anything but :class:`InvalidMessage`. The rules for bad input, and the
+``reason`` slugs, are in docs/reliability.md ("Bad input").
 """
 
 from __future__ import annotations
@@ -15,18 +20,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
     field_validator,
 )
+
+from pipeline.text import clean_text, has_control_chars, has_surrogates, replace_surrogates
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +45,20 @@ MAX_RECORD_BYTES = 2_000_000
 MAX_TITLE_CHARS = 1_000
 #: Longest body kept (characters); longer bodies are refused, not truncated.
 MAX_BODY_CHARS = 200_000
+#: A dead letter keeps at most this many bytes of the original (exactly; the
+#: size and sha256 of the whole original are always kept).
+MAX_DLQ_ORIGINAL_BYTES = 1_000_000
+#: ``news.dlq`` records can be larger than others (escaped original); below the broker's 4 MiB.
+MAX_DLQ_RECORD_BYTES = 4_000_000
+#: Longest ``error`` text in a dead letter (characters).
+MAX_DLQ_ERROR_CHARS = 2_000
+#: ``decode_raw`` refuses articles published before this (epoch-zero and similar bugs)...
+EARLIEST_PUBLISHED_AT = datetime(1990, 1, 1, tzinfo=UTC)
+#: ...or later than ``fetched_at`` plus this (one bad clock would advance the watermark).
+MAX_PUBLISHED_AHEAD = timedelta(days=1)
+
+_TICKER = re.compile(r"^[A-Z0-9][A-Z0-9.^=:/_-]{0,15}$|^\^[A-Z0-9.=:/_-]{1,15}$")
+_LANG = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
 
 Sentiment = Literal["negative", "neutral", "positive"]
 SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
@@ -57,19 +80,38 @@ class InvalidMessage(ValueError):
 
 
 def _to_utc(value: datetime) -> datetime:
+    """Aware -> UTC, truncated to the millisecond (what the wire and Flink keep)."""
     if value.tzinfo is None:
         raise ValueError("timestamp has no timezone; finsentry wants UTC (suffix Z)")
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from exc
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _parse_time(value: Any) -> Any:
+    """Times arrive as RFC 3339 strings (or datetimes in Python); never as numbers."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"not an RFC 3339 time: {value[:40]!r}") from exc
+    raise ValueError(f"expected an RFC 3339 time string, got {type(value).__name__}")
 
 
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with millisecond precision and a ``Z`` suffix."""
-    value = _to_utc(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    v = _to_utc(value)
+    return (f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
+            f"{v.second:02d}.{v.microsecond // 1000:03d}Z")
 
 
 UtcTime = Annotated[
     datetime,
+    BeforeValidator(_parse_time),
     AfterValidator(_to_utc),
     PlainSerializer(format_time, return_type=str, when_used="json"),
 ]
@@ -93,46 +135,82 @@ def article_id(canonical_url: str | None = None, *, source: str = "", guid: str 
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
 
+    #: Free-text fields: cleaned (titles, bodies) or kept verbatim (dead letters);
+    #: every other string must be valid Unicode without control characters.
+    _free_text: ClassVar[frozenset[str]] = frozenset()
+
     schema_: int = Field(default=SCHEMA_VERSION, alias="schema")
 
     @field_validator("schema_")
     @classmethod
     def _known_schema(cls, value: int) -> int:
         if value != SCHEMA_VERSION:
-            raise ValueError(f"unsupported schema version {value} (this build reads {SCHEMA_VERSION})")
+            raise ValueError(
+                f"unsupported schema version {value} (this build reads {SCHEMA_VERSION})"
+            )
+        return value
+
+    @field_validator("*")
+    @classmethod
+    def _plain_strings(cls, value: Any, info) -> Any:
+        if info.field_name in cls._free_text:
+            return value
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str) and (has_surrogates(item) or has_control_chars(item)):
+                raise ValueError("contains a control character or a lone surrogate")
         return value
 
 
-def _no_control_chars(value: str) -> str:
-    # Keep tabs and newlines; other C0 controls and NUL break terminals and logs.
-    return "".join(ch for ch in value if ch in "\t\n\r" or ord(ch) >= 32 and ord(ch) != 127)
+def _clean_title(cls, value: Any) -> Any:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def _clean_body(cls, value: Any) -> Any:
+    return clean_text(value, markup=True) if isinstance(value, str) else value
+
+
+def _normalise_lang(value: Any) -> Any:
+    """BCP 47-ish, lower case; anything unrecognisable is ``und`` (undetermined)."""
+    if not isinstance(value, str):
+        return value
+    tag = value.strip().lower().replace("_", "-")
+    return tag if _LANG.match(tag) and len(tag) <= 16 else "und"
+
+
+def _normalise_tickers(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    tickers = set()
+    for item in value:
+        if not isinstance(item, str):
+            return value  # the type check reports it
+        ticker = item.strip().upper().lstrip("$")
+        if not _TICKER.match(ticker):
+            raise ValueError(f"invalid ticker {item[:20]!r}")
+        tickers.add(ticker)
+    return sorted(tickers)
 
 
 class RawArticle(_Message):
     """``news.raw``: an article as crawled or replayed (event time = published_at)."""
 
-    id: str = Field(min_length=1, max_length=128)
+    _free_text: ClassVar[frozenset[str]] = frozenset({"title", "body"})
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^\S+$")
     url: str = Field(default="", max_length=4096)
     source: str = Field(min_length=1, max_length=256)
     title: str = Field(default="", max_length=MAX_TITLE_CHARS)
     body: str = Field(default="", max_length=MAX_BODY_CHARS)
     published_at: UtcTime
     fetched_at: UtcTime
-    lang: str = Field(default="und", max_length=16)
-    tickers: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+    lang: Annotated[str, BeforeValidator(_normalise_lang)] = "und"
+    tickers: Annotated[list[str], BeforeValidator(_normalise_tickers)] = Field(
         default_factory=list, max_length=64
     )
     duplicate_of: str | None = Field(default=None, max_length=128)
 
-    @field_validator("title", "body")
-    @classmethod
-    def _clean_text(cls, value: str) -> str:
-        return _no_control_chars(value)
-
-    @field_validator("tickers")
-    @classmethod
-    def _upper_tickers(cls, value: list[str]) -> list[str]:
-        return sorted({t.strip().upper().lstrip("$") for t in value if t.strip()})
+    _clean_title = field_validator("title", mode="before")(classmethod(_clean_title))
+    _clean_body = field_validator("body", mode="before")(classmethod(_clean_body))
 
     @property
     def text(self) -> str:
@@ -142,6 +220,8 @@ class RawArticle(_Message):
 
 class ScoredArticle(_Message):
     """``news.scored``: the raw fields without ``body``, plus the model's verdict."""
+
+    _free_text: ClassVar[frozenset[str]] = frozenset({"title"})
 
     id: str
     url: str = ""
@@ -160,6 +240,8 @@ class ScoredArticle(_Message):
     model_version: str
     scored_at: UtcTime
 
+    _clean_title = field_validator("title", mode="before")(classmethod(_clean_title))
+
     @classmethod
     def from_raw(cls, raw: RawArticle, **verdict: Any) -> ScoredArticle:
         fields = raw.model_dump(exclude={"body", "schema_"})
@@ -167,7 +249,16 @@ class ScoredArticle(_Message):
 
 
 class DeadLetter(_Message):
-    """``news.dlq``: a record some stage could not process, with the reason."""
+    """``news.dlq``: a record some stage could not process, with the reason.
+
+    ``original`` holds the record's bytes exactly: as text when they are UTF-8
+    without control characters, else base64. Past ``MAX_DLQ_ORIGINAL_BYTES``
+    only that prefix is kept (``original_truncated``); ``original_size_bytes``
+    and ``original_sha256`` always describe the whole original. A key that is
+    not UTF-8 is kept as base64 (``key_encoding``).
+    """
+
+    _free_text: ClassVar[frozenset[str]] = frozenset({"original", "error"})
 
     original: str
     original_encoding: Literal["utf-8", "base64"]
@@ -179,11 +270,17 @@ class DeadLetter(_Message):
     partition: int | None = None
     offset: int | None = None
     key: str | None = None
+    key_encoding: Literal["utf-8", "base64"] | None = None
+    original_size_bytes: int | None = Field(default=None, ge=0)
+    original_sha256: str | None = None
+    original_truncated: bool | None = None
 
     def original_bytes(self) -> bytes:
-        if self.original_encoding == "base64":
-            return base64.b64decode(self.original)
-        return self.original.encode("utf-8")
+        """The original record (its first MAX_DLQ_ORIGINAL_BYTES when truncated)."""
+        return _unwrap(self.original, self.original_encoding)
+
+    def key_bytes(self) -> bytes | None:
+        return None if self.key is None else _unwrap(self.key, self.key_encoding or "utf-8")
 
 
 class SentimentWindow(_Message):
@@ -228,36 +325,100 @@ def encode(message: Message) -> bytes:
     return message.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
-def _decode(model: type[_Message], data: bytes | None, stage: str):
+def _unwrap(text: str, encoding: str) -> bytes:
+    return base64.b64decode(text) if encoding == "base64" else text.encode("utf-8")
+
+
+def _wrap(data: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
+    """Bytes as text when that is exact and compact, else base64."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    # Control characters would be JSON-escaped six bytes each: base64 is smaller.
+    if text is not None and not has_control_chars(text):
+        return text, "utf-8"
+    return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:40]!r}")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _excerpt(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def _decode(model: type[_Message], data: bytes | None, stage: str, limit: int = MAX_RECORD_BYTES):
     if data is None:
         raise InvalidMessage(stage, "empty_record", "record value is null (tombstone)")
-    if len(data) > MAX_RECORD_BYTES:
-        raise InvalidMessage(
-            stage, "too_large", f"record is {len(data)} bytes, limit is {MAX_RECORD_BYTES}"
-        )
+    data = bytes(data)
+    if len(data) > limit:
+        raise InvalidMessage(stage, "too_large", f"record is {len(data)} bytes, limit is {limit}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidMessage(stage, "invalid_utf8", f"not UTF-8 at byte {exc.start}") from exc
     try:
-        payload = json.loads(text)
+        payload = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
+        )
     except json.JSONDecodeError as exc:
-        raise InvalidMessage(stage, "invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        where = f"at line {exc.lineno} column {exc.colno}"
+        raise InvalidMessage(stage, "invalid_json", f"{exc.msg} {where}") from exc
+    except RecursionError as exc:
+        raise InvalidMessage(stage, "invalid_json", "nested too deeply") from exc
+    except ValueError as exc:  # duplicate keys, NaN/Infinity, integers past 4300 digits
+        raise InvalidMessage(stage, "invalid_json", str(exc)[:200]) from exc
     if not isinstance(payload, dict):
-        raise InvalidMessage(stage, "not_an_object", f"expected a JSON object, got {type(payload).__name__}")
+        raise InvalidMessage(
+            stage, "not_an_object", f"expected a JSON object, got {type(payload).__name__}"
+        )
     try:
-        return model.model_validate(payload)
+        return model.model_validate(payload, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
-        reason = "missing_field" if first["type"] == "missing" else "invalid_field"
-        raise InvalidMessage(stage, reason, f"{where}: {first['msg']}") from exc
+        if first["type"] == "missing":
+            reason = "missing_field"
+        elif first["loc"][:1] == ("schema",):
+            reason = "unsupported_schema"
+        elif first["type"] in ("string_too_long", "too_long"):
+            reason = "too_large"
+        else:
+            reason = "invalid_field"
+        detail = f"{where}: {first['msg']}"
+        if first["type"] != "missing":
+            detail += f" (got {_excerpt(first.get('input'))})"
+        raise InvalidMessage(stage, reason, detail) from exc
 
 
 def decode_raw(data: bytes | None, stage: str = "classify") -> RawArticle:
+    """Decode ``news.raw``; also refuses articles with no text and implausible times."""
     article = _decode(RawArticle, data, stage)
     if not article.text:
-        raise InvalidMessage(stage, "empty_text", f"article {article.id} has neither title nor body")
+        raise InvalidMessage(
+            stage, "empty_text",
+            f"article {article.id} has no text (title and body empty, blank or markup only)",
+        )
+    latest = article.fetched_at + MAX_PUBLISHED_AHEAD
+    if not EARLIEST_PUBLISHED_AT <= article.published_at <= latest:
+        raise InvalidMessage(
+            stage, "implausible_time",
+            f"article {article.id} published_at {format_time(article.published_at)} is before "
+            f"{format_time(EARLIEST_PUBLISHED_AT)} or more than {MAX_PUBLISHED_AHEAD} after "
+            f"fetched_at {format_time(article.fetched_at)}",
+        )
     return article
 
 
@@ -266,7 +427,7 @@ def decode_scored(data: bytes | None, stage: str = "aggregate") -> ScoredArticle
 
 
 def decode_dead_letter(data: bytes | None, stage: str = "dlq") -> DeadLetter:
-    return _decode(DeadLetter, data, stage)
+    return _decode(DeadLetter, data, stage, limit=MAX_DLQ_RECORD_BYTES)
 
 
 def decode_window(data: bytes | None, stage: str = "export") -> SentimentWindow:
@@ -287,16 +448,21 @@ def dead_letter(
     offset: int | None = None,
     key: bytes | None = None,
 ) -> DeadLetter:
-    """Wrap bytes that could not be processed; keeps them as text when they are UTF-8."""
-    original = original or b""
-    try:
-        text, encoding = original.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(original).decode("ascii"), "base64"
+    """Wrap bytes that could not be processed, exactly (see :class:`DeadLetter`).
+
+    A null value (tombstone) is wrapped as an empty original.
+    """
+    original = bytes(original or b"")
+    kept = original[:MAX_DLQ_ORIGINAL_BYTES]
+    text, encoding = _wrap(kept)
+    key_text, key_encoding = _wrap(bytes(key)) if key is not None else (None, None)
     if isinstance(error, InvalidMessage):
         reason, detail = error.reason, error.detail
     else:
         reason, detail = type(error).__name__.lower(), str(error) or type(error).__name__
+    detail = replace_surrogates(detail)
+    if len(detail) > MAX_DLQ_ERROR_CHARS:
+        detail = detail[:MAX_DLQ_ERROR_CHARS] + f"... ({len(detail)} chars)"
     return DeadLetter(
         original=text,
         original_encoding=encoding,
@@ -307,5 +473,9 @@ def dead_letter(
         source_topic=source_topic,
         partition=partition,
         offset=offset,
-        key=key.decode("utf-8", "replace") if key is not None else None,
+        key=key_text,
+        key_encoding=key_encoding if key_encoding == "base64" else None,
+        original_size_bytes=len(original),
+        original_sha256=hashlib.sha256(original).hexdigest(),
+        original_truncated=True if len(kept) < len(original) else None,
     )
