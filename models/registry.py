@@ -140,6 +140,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o644)  # mkstemp makes 0600; readers may be other users
             json.dump(data, handle, sort_keys=True, indent=2)
             handle.write("\n")
             handle.flush()
@@ -380,6 +381,7 @@ class Registry:
                 "files": files,
             }
             _write_json_atomic(tmp / MANIFEST, manifest)
+            tmp.chmod(0o755)  # mkdtemp makes 0700
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -60,11 +60,16 @@ def _class_weights(labels: list[int], n: int, mode: str) -> torch.Tensor | None:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int):
+def _lr_lambda(total_steps: int, warmup_steps: int, time_fraction=lambda: 0.0):
+    """Linear warmup, then linear decay to 0 at the last step, or at the end of the time
+    budget when that comes first (``time_fraction()`` in [0, 1]): a run cut short by
+    ``max_train_seconds`` on a slow machine still ends with an annealed learning rate."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        by_steps = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return max(0.0, 1.0 - max(by_steps, time_fraction()))
 
     return factor
 
@@ -136,8 +141,16 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
     batches_per_epoch = len(epoch_batches(len(data), lengths, config.batch_size, config.seed, 0))
     steps_per_epoch = max(1, batches_per_epoch // config.grad_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
+    clock = {"prior": 0.0}
+
+    def time_fraction() -> float:
+        if not config.max_train_seconds:
+            return 0.0
+        spent = clock["prior"] + time.monotonic() - started
+        return min(1.0, spent / config.max_train_seconds)
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, int(config.warmup_fraction * total_steps)))
+        optimizer, _lr_lambda(total_steps, int(config.warmup_fraction * total_steps), time_fraction))
     weights = {task: _class_weights(getattr(data, task), num_classes(task), config.class_weighting)
                for task in TASKS}
     weights = {k: (v.to(device) if v is not None else None) for k, v in weights.items()}
@@ -156,6 +169,7 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
         state = saved["state"]
         log.info("train: resumed from %s at epoch %d batch %d", ckpt_path, state["epoch"], state["batch"])
     prior_seconds = state["elapsed_seconds"]  # spent by the runs this one resumes
+    clock["prior"] = prior_seconds
 
     def save_checkpoint() -> None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -205,13 +219,14 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
                 elapsed = prior_seconds + time.monotonic() - started
                 over_time = bool(config.max_train_seconds and elapsed > config.max_train_seconds)
                 if (b + 1) % eval_every == 0 or last or over_time:
-                    score, _ = _validate(model, tokenizer, splits.validation, config, device)
+                    score, val_results = _validate(model, tokenizer, splits.validation, config, device)
                     state["history"].append({"epoch": epoch, "batch": b + 1, "val_macro_f1": score,
                                              "train_loss_ema": ema})
                     log.info("train: epoch %d batch %d val macro-F1 %.4f (best %.4f)",
                              epoch, b + 1, score, state["best"])
                     if score > state["best"]:
-                        state.update(best=score, best_state=_trainable_state(model), bad_evals=0)
+                        state.update(best=score, best_state=_trainable_state(model), bad_evals=0,
+                                     best_val=val_results)
                     else:
                         state["bad_evals"] += 1
                     if bar:
@@ -240,7 +255,7 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
 def _finish(model, tokenizer, splits, config: TrainConfig, registry: Registry, device: str,
             base_dir: Path, state: dict, train_seconds: float, promote: bool) -> RegistryEntry:
     """Calibrate on validation, score held-out, write the entry (and promote it)."""
-    _, val = _validate(model, tokenizer, splits.validation, config, device)
+    val = state.get("best_val") or _validate(model, tokenizer, splits.validation, config, device)[1]
     model.eval()
     temperatures, calibration = {}, {}
     for task, (labels, logits) in val.items():

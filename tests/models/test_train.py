@@ -1,0 +1,47 @@
+"""End-to-end training on the tiny encoder and a small synthetic data set (seconds)."""
+
+import csv
+import json
+
+from models.config import AdapterConfig, TrainConfig
+from models.data import SOURCE_FILES
+from models.registry import Registry
+from models.testing import tiny_base_dir, tiny_settings
+from models.train import train
+
+
+def _data(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    words = ["rates", "oil", "earnings", "merger"]
+    moods = ["plunge", "steady", "soar"]
+    for task, rows in (
+        ("topic", [(f"{words[i % 4]} story {i} https://t.co/{i}", i % 4) for i in range(160)]),
+        ("sentiment", [(f"shares {moods[i % 3]} today {i}", [0, 2, 1][i % 3]) for i in range(120)]),
+    ):
+        with (data / SOURCE_FILES[task]).open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(rows)
+    return data
+
+
+def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
+    config = TrainConfig(
+        base_model_dir=str(tiny_base_dir(tiny_root)), data_dir=str(_data(tmp_path)),
+        max_length_tokens=16, adapter=AdapterConfig(rank=4, alpha=8, target_modules=["query", "value"]),
+        epochs=2, batch_size=16, evals_per_epoch=2, class_weighting="inverse_sqrt",
+        label_smoothing=0.05, torch_threads=1, checkpoint_dir=str(tmp_path / "ckpt"))
+    entry = train(
+        config, tiny_settings(tiny_root), progress=False)
+    registry = Registry(tiny_root, tiny_base_dir(tiny_root))
+    assert registry.current_version() == entry.version
+    assert set(entry.metrics["heldout"]) == {"topic", "sentiment"}
+    assert all(t > 0 for t in entry.temperatures.values())
+    assert (entry.report_dir / "confusion_topic.png").is_file()
+    report = json.loads((entry.report_dir / "report.json").read_text())
+    assert report["heldout"]["sentiment"]["per_class"]["negative"]["support"] > 0
+    assert entry.config["adapter"]["rank"] == 4
+    assert entry.manifest["data"]["snapshot_hash"].startswith("sha256:")
+    assert not list((tmp_path / "ckpt").glob("*.pt"))  # removed after success
+    assert (tmp_path / "data" / "heldout_topic.csv").is_file()
