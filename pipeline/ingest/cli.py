@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
         )
         for result in results:
             typer.echo(
-                f"{result.source}: {result.status}, {result.items} items, {len(result.emitted)} emitted "
+                f"{result.source}: {result.status}, {result.items} items, "
+                f"{len(result.emitted)} emitted "
                 f"({result.near_duplicates} near-duplicates), {result.already_seen} already seen"
             )
 

@@ -231,8 +231,13 @@ class Replayer:
         *,
         total: int | None = None,
         progress: Callable[[int], None] | None = None,
+        on_offset: Callable[[timedelta], None] | None = None,
     ) -> ReplayReport:
-        """Replay ``rows`` (from :func:`read_rows`); returns what happened."""
+        """Replay ``rows`` (from :func:`read_rows`); returns what happened.
+
+        ``on_offset`` is called once, before the first record is sent, with the
+        offset that ``rebase`` adds to every file time.
+        """
         opts, clock = self.options, self.clock
         started = clock.now()
         # whole milliseconds: the wire format keeps ms, so offsets stay exact end to end
@@ -257,6 +262,8 @@ class Replayer:
                 first_time = when
                 if opts.timestamps == "rebase":
                     report.offset = report.started_at - first_time
+                    if on_offset is not None:
+                        on_offset(report.offset)
             if opts.speedup is not None:
                 target = (when - first_time).total_seconds() / opts.speedup
             elif opts.rate_per_second:

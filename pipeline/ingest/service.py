@@ -99,31 +99,36 @@ def run_replay(
     from pipeline.kafka_io import ensure_topics
     from pipeline.metrics.definitions import ReplayMetrics
 
+    if truth_out is not None and truth is None:
+        raise FileNotFoundError(f"replay: --truth-out needs the ground truth of {path} (--truth)")
+    truth_data = json.loads(truth.read_text(encoding="utf-8")) if truth is not None else None
+
+    def write_truth(offset) -> None:
+        # written before the first record goes out, atomically, so a watcher can read it at once
+        moved = (
+            rebase_truth(truth_data, offset, options.id_salt) if offset is not None else truth_data
+        )
+        tmp = truth_out.with_name(truth_out.name + ".tmp")
+        tmp.write_text(json.dumps(moved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(truth_out)
+
     ensure_topics(kafka, [kafka.topic_raw])
     registry = CollectorRegistry()
     sink = KafkaSink(kafka)
+    endpoint = _metrics_endpoint(
+        registry, "replay", settings.metrics_host, settings.metrics_port, settings.register_target
+    )
     try:
-        with _metrics_endpoint(
-            registry,
-            "replay",
-            settings.metrics_host,
-            settings.metrics_port,
-            settings.register_target,
-        ):
+        with endpoint:
             replayer = Replayer(sink, options, ReplayMetrics(registry))
-            report = replayer.run(read_rows(path, fmt), total=total, progress=progress)
+            report = replayer.run(
+                read_rows(path, fmt),
+                total=total,
+                progress=progress,
+                on_offset=write_truth if truth_out is not None else None,
+            )
     finally:
         sink.close()
-    if truth_out is not None:
-        if truth is None:
-            raise FileNotFoundError(
-                f"replay: --truth-out needs the ground truth of {path} (--truth FILE)"
-            )
-        data = json.loads(truth.read_text(encoding="utf-8"))
-        moved = (
-            rebase_truth(data, report.offset, options.id_salt)
-            if report.offset is not None
-            else data
-        )
-        truth_out.write_text(json.dumps(moved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if truth_out is not None and report.offset is None:
+        write_truth(None)  # keep mode (or no times): the file's own times are the replay's
     return report

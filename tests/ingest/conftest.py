@@ -17,7 +17,9 @@ def read_raw(
     idle_seconds: float = 2.0,
     timeout_seconds: float = 30.0,
 ) -> list[tuple[str, RawArticle, int]]:
-    """(key, article, broker timestamp ms) of every record on ``topic_raw``, in offset order per partition.
+    """(key, article, broker timestamp ms) of every record on ``topic_raw``.
+
+    Records come in offset order per partition.
 
     Stops when ``expected`` records were read (and nothing more arrives within a
     short grace period), or when the topic has been idle for ``idle_seconds``.

@@ -52,7 +52,8 @@ def atom(entries: list[dict]) -> bytes:
     ]
     return (
         '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
-        f"<title>Fixture Atom</title><id>urn:fixture</id><updated>{NOW.strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>"
+        f"<title>Fixture "
+        f"Atom</title><id>urn:fixture</id><updated>{NOW.strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>"
         f"{''.join(parts)}</feed>"
     ).encode()
 
@@ -107,7 +108,8 @@ def build_routes(base: str) -> dict:
         {
             "title": "Blocked story about Tesla",
             "link": f"{base}/blocked/story.html",
-            "description": "Tesla Inc shares slid after a recall; summary only because robots.txt disallows the page.",
+            "description": "Tesla Inc shares slid after a recall; summary only because "
+            "robots.txt disallows the page.",
             "published": RECENT,
         },
         {
@@ -170,13 +172,15 @@ def build_routes(base: str) -> dict:
                         "title": "Apple beats estimates",
                         "link": f"{base}/atom/apple.html",
                         "published": RECENT,
-                        "summary": "$AAPL rose after Apple reported record services revenue and raised its dividend.",
+                        "summary": "$AAPL rose after Apple reported record services revenue "
+                        "and raised its dividend.",
                     },
                     {
                         "title": "Microsoft and JPMorgan sign cloud deal",
                         "link": f"{base}/atom/msft.html",
                         "published": RECENT,
-                        "summary": "Microsoft will host JPMorgan workloads in a multi-year agreement.",
+                        "summary": "Microsoft will host JPMorgan workloads in a multi-year "
+                        "agreement.",
                     },
                 ]
             ),
@@ -198,7 +202,8 @@ def build_routes(base: str) -> dict:
             page(
                 "Undated story",
                 [
-                    "Microsoft announced a new data centre in Ireland today, adding capacity for its cloud customers across Europe."
+                    "Microsoft announced a new data centre in Ireland today, adding capacity "
+                    "for its cloud customers across Europe."
                 ],
             )
         ),
@@ -206,7 +211,8 @@ def build_routes(base: str) -> dict:
             page(
                 "Future",
                 [
-                    "A story whose feed date lies a year ahead because of a broken content management system."
+                    "A story whose feed date lies a year ahead because of a broken content "
+                    "management system."
                 ],
             )
         ),
@@ -218,7 +224,8 @@ def build_routes(base: str) -> dict:
             page(
                 "Caf\u00e9 chain results",
                 [
-                    "The caf\u00e9 chain reported results in line with expectations and kept its outlook for the year unchanged."
+                    "The caf\u00e9 chain reported results in line with expectations and kept "
+                    "its outlook for the year unchanged."
                 ],
                 charset="latin-1",
             ),

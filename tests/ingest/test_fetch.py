@@ -129,10 +129,10 @@ def test_retries_with_backoff_then_succeeds():
 
 
 def test_redirects_are_followed_and_limited():
-    routes = {
-        f"/r{i}": (lambda i: lambda r: Response(302, b"", {"Location": f"/r{i + 1}"}))(i)
-        for i in range(10)
-    }
+    def hop(i):
+        return lambda r: Response(302, b"", {"Location": f"/r{i + 1}"})
+
+    routes = {f"/r{i}": hop(i) for i in range(10)}
     routes["/r3"] = lambda r: Response(200, b"landed")
     result, _ = fetch(routes, "/r0")
     assert result.content == b"landed" and len(result.redirects) == 3 and result.url.endswith("/r3")
@@ -208,7 +208,8 @@ def test_feed_and_page_decoding():
         parse_feed(b"<html><body>not a feed</body></html>")
     feed = parse_feed(
         b"<rss version='2.0'><channel><item><title>T &amp; C</title>"
-        b"<description>&lt;p&gt;Hello &lt;b&gt;world&lt;/b&gt;&lt;/p&gt;</description></item></channel></rss>"
+        b"<description>&lt;p&gt;Hello "
+        b"&lt;b&gt;world&lt;/b&gt;&lt;/p&gt;</description></item></channel></rss>"
     )
     assert (feed.items[0].title, feed.items[0].summary, feed.items[0].published_at) == (
         "T & C",

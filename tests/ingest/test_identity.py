@@ -68,7 +68,8 @@ def test_near_duplicates_across_rewrites():
     index = NearDuplicateIndex(threshold=0.6, num_perm=128, horizon_seconds=3600)
     story = (
         "Crude oil futures slumped more than six percent on Tuesday after producers signalled that "
-        "output cuts agreed earlier this year would be unwound faster than expected, sending energy "
+        "output cuts agreed earlier this year would be unwound faster than expected, sending "
+        "energy "
         "shares sharply lower across markets."
     )
     original = index.signature("Wire desk. " + story)
@@ -96,7 +97,8 @@ def test_feeds_file(tmp_path):
         "defaults: {poll_interval_seconds: 120}\n"
         "sources:\n"
         "  - {name: a, url: 'https://example.com/a.xml'}\n"
-        "  - {name: b, url: 'https://example.com/b.xml', poll_interval_seconds: 30, fetch_article: false}\n"
+        "  - {name: b, url: 'https://example.com/b.xml',\n"
+        "     poll_interval_seconds: 30, fetch_article: false}\n"
         "  - {name: c, url: 'https://example.com/c.xml', enabled: false}\n"
     )
     a, b = load_sources(path)
