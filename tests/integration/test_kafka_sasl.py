@@ -125,3 +125,9 @@ def test_the_password_stays_out_of_config_and_broker_log(sasl_broker):
     assert password not in sasl_broker.process.log_file.read_text(errors="replace")
     for private in (sasl_broker.sasl_secrets_file, sasl_broker.sasl_dir / "password"):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+
+
+def test_a_mechanism_the_listener_does_not_offer_is_named_in_the_error(sasl_broker):
+    settings = sasl_broker.sasl_client_settings(sasl_mechanism="SCRAM-SHA-512")
+    with pytest.raises(KafkaAuthenticationError, match="SCRAM-SHA-512 is not enabled"):
+        make_producer(settings, bootstrap_timeout_ms=6_000)
