@@ -186,7 +186,6 @@ class Crawler:
                 feed.malformed,
             )
             self.metrics.errors.labels(reason="malformed_feed").inc()
-        self.state.save_validators(source.url, fetched.etag, fetched.last_modified)
         self.metrics.last_success.labels(source=source.name).set(time.time())
         result.items = len(feed.items)
 
@@ -194,7 +193,13 @@ class Crawler:
         built = await asyncio.gather(
             *(self._build(source, item, url, key) for item, url, key in candidates)
         )
-        await self._emit(source, [a for a in built if a is not None], result)
+        failed = await self._emit(source, [a for a in built if a is not None], result)
+        # Remember the ETag only once every item is safely on Kafka: otherwise the next
+        # poll would get a 304 and never retry the items Kafka did not acknowledge.
+        if not failed:
+            self.state.save_validators(source.url, fetched.etag, fetched.last_modified)
+        else:
+            result.status = "emit_failed"
 
     async def _fetch(self, source, url, kind, etag=None, last_modified=None):
         """A FetchResult, or the status slug of a failure (already counted)."""
@@ -311,7 +316,8 @@ class Crawler:
             return None
         return published
 
-    async def _emit(self, source: Source, articles: list[RawArticle], result: PollResult) -> None:
+    async def _emit(self, source: Source, articles: list[RawArticle], result: PollResult) -> int:
+        """Send, wait for acknowledgements, record what was delivered; returns the failures."""
         async with self._emit_lock:  # one source at a time: near-duplicate order is send order
             signatures = {}
             for index, article in enumerate(articles):
@@ -329,9 +335,10 @@ class Crawler:
             for article in articles:
                 self.sink.send(article)
             delivered = await asyncio.to_thread(self.sink.flush)
-        records = []
+        records, failed = [], 0
         for article, error in delivered:
             if error is not None:
+                failed += 1
                 log.warning("article %s not acknowledged by Kafka: %s", article.id, error)
                 self.metrics.emit_failures.labels(source=source.name).inc()
                 self.near.remove(article.id)  # not emitted: nothing may point at it
@@ -351,3 +358,4 @@ class Crawler:
             self.metrics.articles_emitted.labels(source=source.name).inc()
             result.emitted.append(article.id)
         self.state.mark_emitted(records)
+        return failed

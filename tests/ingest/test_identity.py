@@ -114,3 +114,10 @@ def test_feeds_file(tmp_path):
         path.write_text(bad)
         with pytest.raises(SourcesError, match=message):
             load_sources(path)
+
+
+def test_example_feeds_file_loads():
+    from pipeline.settings import REPO_ROOT
+
+    names = [s.name for s in load_sources(REPO_ROOT / "docs" / "feeds.example.yaml")]
+    assert names == ["fed-press", "ecb-press", "sec-press"]

@@ -1,0 +1,105 @@
+"""Crawler behaviour in-process (list sink): delivery failures, the polling loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry
+
+from pipeline.ingest.crawler import Crawler
+from pipeline.ingest.sink import ListSink
+from pipeline.ingest.sources import Source
+from pipeline.ingest.testing import FixtureServer, Response
+from pipeline.metrics.definitions import CrawlerMetrics
+from pipeline.settings import CrawlerSettings
+from tests.ingest.sites import RECENT, etag_feed, rss
+
+
+class FlakySink(ListSink):
+    """Kafka refuses the first flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+        if self.flushes == 1:
+            pending, self._pending = self._pending, []
+            return [(article, TimeoutError("broker away")) for article in pending]
+        return super().flush()
+
+
+def settings(tmp_path) -> CrawlerSettings:
+    return CrawlerSettings(
+        state_url=f"sqlite:///{tmp_path / 's.sqlite'}",
+        allow_loopback=True,
+        per_host_interval_seconds=0,
+        register_target=False,
+    )
+
+
+def routes_with_feed():
+    routes = {"/robots.txt": lambda r: Response(404, b"")}
+    items = [
+        {
+            "title": f"Story {i} about markets",
+            "link": f"/s{i}",
+            "description": "Summary text.",
+            "published": RECENT,
+        }
+        for i in range(3)
+    ]
+    return routes, items
+
+
+def test_unacknowledged_items_are_retried_next_poll(tmp_path):
+    routes, items = routes_with_feed()
+    with FixtureServer(routes) as server:
+        for item in items:
+            item["link"] = server.url(item["link"])
+        routes["/feed.xml"] = etag_feed(rss(items), '"e1"')
+        source = Source(
+            name="s", url=server.url("/feed.xml"), poll_interval_seconds=60, fetch_article=False
+        )
+        sink, registry = FlakySink(), CollectorRegistry()
+
+        async def go():
+            async with Crawler(settings(tmp_path), [source], sink, CrawlerMetrics(registry)) as c:
+                return await c.run_once(), await c.run_once()
+
+        first, second = asyncio.run(go())
+    assert first[0].status == "emit_failed" and first[0].emitted == []
+    # no ETag was stored, so the feed is fetched in full again and the items go out
+    assert second[0].status == "ok" and len(second[0].emitted) == 3
+    assert [r.headers.get("if-none-match") for r in server.requests if r.path == "/feed.xml"] == [
+        None,
+        None,
+    ]
+    assert registry.get_sample_value("finsentry_ingest_emit_failures_total", {"source": "s"}) == 3
+    assert (
+        registry.get_sample_value("finsentry_ingest_articles_emitted_total", {"source": "s"}) == 3
+    )
+    assert len(sink.articles) == 3
+
+
+def test_run_forever_polls_on_the_interval_until_stopped(tmp_path):
+    routes, items = routes_with_feed()
+    with FixtureServer(routes) as server:
+        routes["/feed.xml"] = lambda r: Response(
+            200, rss([]), {"Content-Type": "application/rss+xml"}
+        )
+        source = Source(name="s", url=server.url("/feed.xml"), poll_interval_seconds=1.0)
+
+        async def go():
+            stop = asyncio.Event()
+            async with Crawler(
+                settings(tmp_path), [source], ListSink(), CrawlerMetrics(CollectorRegistry())
+            ) as crawler:
+                task = asyncio.create_task(crawler.run_forever(stop))
+                await asyncio.sleep(1.5)
+                stop.set()
+                await asyncio.wait_for(task, timeout=5)
+
+        asyncio.run(go())
+    assert server.paths().count("/feed.xml") == 2
