@@ -292,7 +292,8 @@ class CrawlerSettings(ServiceSettings):
 
     section: ClassVar[str] = "crawler"
 
-    user_agent: str = "finsentry-crawler/0.1 (+https://github.com/finsentry/finsentry; news sentiment monitor)"
+    #: Product token first (robots.txt rules match ``finsentry-crawler``); add your contact.
+    user_agent: str = "finsentry-crawler/0.1 (news sentiment monitor)"
     #: SQLAlchemy URL of the crawler state (seen ids, ETags, near-duplicate signatures).
     state_url: str = f"sqlite:///{Path.home() / '.finsentry' / 'crawler.sqlite'}"
     default_poll_interval_seconds: float = Field(default=300.0, ge=1.0)

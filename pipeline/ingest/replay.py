@@ -246,6 +246,7 @@ class Replayer:
         )
         start_mono = clock.monotonic()
         first_time: datetime | None = None
+        last_target = 0.0
         for number, row in rows:
             if opts.limit is not None and report.sent >= opts.limit:
                 break
@@ -273,9 +274,11 @@ class Replayer:
             wait = start_mono + target - clock.monotonic()
             if wait > 0:
                 clock.sleep(wait)
-            elif wait < -STALL_SECONDS:
-                # a stall (broker, disk): shift the schedule instead of bursting to catch up
+            elif wait < -STALL_SECONDS and target >= last_target:
+                # a stall (broker, disk): shift the schedule instead of bursting to catch up;
+                # a row that is early in the file's own order is just sent now
                 start_mono -= wait
+            last_target = max(last_target, target)
             fetched_at = clock.now()
             if when is None:
                 published = fetched_at

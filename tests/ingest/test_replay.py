@@ -175,3 +175,10 @@ def test_a_stall_shifts_the_schedule_instead_of_bursting():
     assert sent[1] == pytest.approx(2.0) and [
         b - a for a, b in zip(sent[1:], sent[2:], strict=False)
     ] == pytest.approx([0.1, 0.1])
+
+
+def test_out_of_order_rows_do_not_shift_the_schedule():
+    rows = timed_rows(4, step_seconds=60)
+    rows[1], rows[2] = rows[2], rows[1]  # file order: 0, 120, 60, 180 s
+    articles, _, _, _ = replay(rows, speedup=60.0)
+    assert [(a.fetched_at - WALL).total_seconds() for a in articles] == [0.0, 2.0, 2.0, 3.0]
