@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from pathlib import Path
 
 import typer
 
 
+def _friendly(command):
+    """Operator mistakes (bad feeds file, bad options, missing data) print one line, exit 2."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from pipeline.ingest.canonical import InvalidUrl
+        from pipeline.ingest.demo import DemoDataError
+        from pipeline.ingest.replay import ReplayError
+        from pipeline.ingest.sources import SourcesError
+        from pipeline.ingest.tickers import CompanyTableError
+
+        try:
+            return command(*args, **kwargs)
+        except (
+            SourcesError,
+            ReplayError,
+            DemoDataError,
+            CompanyTableError,
+            InvalidUrl,
+            FileNotFoundError,
+        ) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+
+    return run
+
+
 def register(app: typer.Typer) -> None:
     @app.command("crawl")
+    @_friendly
     def crawl(
         feeds: Path = typer.Option(
             ..., "--feeds", exists=True, dir_okay=False, help="Sources YAML file."
@@ -59,6 +88,7 @@ def register(app: typer.Typer) -> None:
             )
 
     @app.command("replay")
+    @_friendly
     def replay(
         file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV or JSONL file."),
         rate: float = typer.Option(None, help="Items per second (0: as fast as Kafka takes them)."),
@@ -146,6 +176,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command("demo-stream")
+    @_friendly
     def demo_stream(
         out: Path = typer.Option(
             Path("demo_stream.jsonl"), help="JSONL to write; the truth goes beside it."

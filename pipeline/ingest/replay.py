@@ -95,6 +95,8 @@ class ReplayOptions:
             raise ReplayError(f"replay: rate must be >= 0 items/s, got {self.rate_per_second}")
         if self.speedup is not None and self.speedup <= 0:
             raise ReplayError(f"replay: speed-up must be > 0, got {self.speedup}")
+        if self.timestamps not in ("keep", "rebase"):
+            raise ReplayError(f"replay: timestamps must be keep or rebase, got {self.timestamps!r}")
         if self.limit is not None and self.limit < 0:
             raise ReplayError(f"replay: limit must be >= 0, got {self.limit}")
 
