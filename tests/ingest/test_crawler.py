@@ -103,3 +103,38 @@ def test_run_forever_polls_on_the_interval_until_stopped(tmp_path):
 
         asyncio.run(go())
     assert server.paths().count("/feed.xml") == 2
+
+
+def test_near_duplicates_are_remembered_across_restarts(tmp_path):
+    from tests.ingest.sites import WIRE_STORY
+
+    routes = {"/robots.txt": lambda r: Response(404, b"")}
+    with FixtureServer(routes) as server:
+        for site in ("a", "b"):
+            feed = rss(
+                [
+                    {
+                        "title": f"Oil story on {site}",
+                        "link": server.url(f"/{site}/story"),
+                        "description": f"{WIRE_STORY} Published by site {site}.",
+                        "published": RECENT,
+                    }
+                ]
+            )
+            routes[f"/{site}.xml"] = (lambda body: lambda r: Response(200, body))(feed)
+        site_a = Source(
+            name="a", url=server.url("/a.xml"), poll_interval_seconds=60, fetch_article=False
+        )
+        site_b = site_a.model_copy(update={"name": "b", "url": server.url("/b.xml")})
+
+        async def crawl(sources):
+            sink = ListSink()
+            async with Crawler(
+                settings(tmp_path), sources, sink, CrawlerMetrics(CollectorRegistry())
+            ) as crawler:
+                await crawler.run_once()
+            return sink.articles
+
+        [original] = asyncio.run(crawl([site_a]))
+        [copy] = asyncio.run(crawl([site_b]))  # a new process, same state
+    assert original.duplicate_of is None and copy.duplicate_of == original.id
