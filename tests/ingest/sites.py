@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 
 from pipeline.ingest.testing import Response
@@ -23,6 +23,8 @@ WIRE_STORY = (
 
 
 def rfc822(when: datetime) -> str:
+    if when.utcoffset():
+        return format_datetime(when)  # e.g. "Mon, 05 Jan 2026 16:00:00 +0200"
     return format_datetime(when, usegmt=True)
 
 
@@ -97,7 +99,7 @@ def build_routes(base: str) -> dict:
             "title": "Oil tumbles as OPEC signals more supply",
             "link": f"{base}/articles/oil.html?utm_source=rss&utm_medium=feed",
             "description": "Oil prices fell.",
-            "published": RECENT,
+            "published": RECENT.astimezone(timezone(timedelta(hours=2))),
         },
         {
             "title": "Internal dashboard",
