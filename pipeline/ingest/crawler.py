@@ -25,6 +25,7 @@ from pipeline.ingest.extract import (
     detect_language,
     extract_article,
     parse_feed,
+    parse_sitemap,
 )
 from pipeline.ingest.fetch import FetchError, FetchRefused, PoliteFetcher
 from pipeline.ingest.neardup import NearDuplicateIndex
@@ -172,7 +173,10 @@ class Crawler:
             self.metrics.errors.labels(reason=_status_label(fetched.status)).inc()
             return
         try:
-            feed = parse_feed(fetched.content, fetched.headers.get("content-type"))
+            if source.kind == "sitemap":
+                feed = parse_sitemap(fetched.content)
+            else:
+                feed = parse_feed(fetched.content, fetched.headers.get("content-type"))
         except FeedError as exc:
             log.warning("source %s: %s", source.name, exc)
             self.metrics.errors.labels(reason=exc.reason).inc()

@@ -9,12 +9,16 @@ sources:
     url: https://example.com/markets/rss.xml
     poll_interval_seconds: 120  # optional, overrides defaults
     fetch_article: false        # use the feed's summary as the body
+  - name: example-sitemap
+    url: https://example.com/news-sitemap.xml
+    kind: sitemap               # XML (news) sitemap instead of RSS/Atom
 ```
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,6 +37,8 @@ class Source(BaseModel):
     url: str
     poll_interval_seconds: float = Field(ge=1.0)
     fetch_article: bool = True
+    #: ``feed`` (RSS/Atom) or ``sitemap`` (XML sitemap / Google News sitemap).
+    kind: Literal["feed", "sitemap"] = "feed"
     enabled: bool = True
 
     @field_validator("url")

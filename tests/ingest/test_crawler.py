@@ -138,3 +138,83 @@ def test_near_duplicates_are_remembered_across_restarts(tmp_path):
         [original] = asyncio.run(crawl([site_a]))
         [copy] = asyncio.run(crawl([site_b]))  # a new process, same state
     assert original.duplicate_of is None and copy.duplicate_of == original.id
+
+
+SITEMAP = b"""<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"
+        xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">
+  <url><loc>{base}/p/1</loc>
+    <news:news><news:publication_date>{when}</news:publication_date>
+      <news:title>Boeing shares slide after new delivery halt</news:title></news:news></url>
+  <url><loc>{base}/p/2</loc><lastmod>2020-01-01</lastmod></url>
+</urlset>"""
+
+
+def test_sitemap_source(tmp_path):
+    from tests.ingest.sites import html, page
+
+    routes = {"/robots.txt": lambda r: Response(404, b"")}
+    with FixtureServer(routes) as server:
+        body = SITEMAP.replace(b"{base}", server.url("").encode()).replace(
+            b"{when}", RECENT.isoformat().encode()
+        )
+        routes["/sitemap.xml"] = lambda r: Response(200, body, {"Content-Type": "application/xml"})
+        routes["/p/1"] = lambda r: html(
+            page(
+                "Boeing",
+                [
+                    "Boeing shares slid on Monday after the planemaker halted deliveries of its newest jet "
+                    "while regulators review a manufacturing problem found at a supplier."
+                ],
+            )
+        )
+        routes["/p/2"] = lambda r: html(
+            page(
+                "Undated",
+                [
+                    "A page listed in the sitemap with only a date, which is too coarse to use as event time "
+                    "so the fetch time stands in and the replacement is counted."
+                ],
+            )
+        )
+        source = Source(
+            name="map", url=server.url("/sitemap.xml"), poll_interval_seconds=60, kind="sitemap"
+        )
+        sink, registry = ListSink(), CollectorRegistry()
+
+        async def go():
+            async with Crawler(settings(tmp_path), [source], sink, CrawlerMetrics(registry)) as c:
+                return await c.run_once()
+
+        [result] = asyncio.run(go())
+    assert result.status == "ok" and len(result.emitted) == 2
+    first, second = sorted(sink.articles, key=lambda a: a.url)
+    assert first.title == "Boeing shares slide after new delivery halt" and first.tickers == ["BA"]
+    assert first.published_at == RECENT and "halted deliveries" in first.body
+    assert second.published_at == second.fetched_at
+    assert (
+        registry.get_sample_value("finsentry_crawler_dates_replaced_total", {"reason": "missing"})
+        == 1
+    )
+
+
+def test_sitemap_parsing_errors():
+    import pytest
+
+    from pipeline.ingest.extract import FeedError, parse_sitemap
+
+    for bad, message in (
+        (b"<urlset><url>", "sitemap"),
+        (b'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"/>', "index"),
+        (b"<rss/>", "not a sitemap"),
+        (
+            b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+            b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">'
+            b'<!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">'
+            b'<!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;"><!ENTITY h "&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;">]>'
+            b"<urlset>&h;</urlset>",
+            "sitemap",
+        ),
+    ):
+        with pytest.raises(FeedError, match=message):
+            parse_sitemap(bad)
