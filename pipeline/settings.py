@@ -522,9 +522,11 @@ class ClassifierSettings(ServiceSettings):
     batch_size: int = Field(default=256, ge=1, le=10_000)
     #: Longest a record waits for its batch to fill (milliseconds).
     max_wait_ms: int = Field(default=50, ge=0, le=60_000)
-    #: Sequences per forward pass inside a micro-batch (sorted by length first).
-    inference_batch_size: int = Field(default=64, ge=1)
-    #: ``auto`` (CUDA bf16, else CPU int8), ``fp32``, ``bf16``, ``fp16`` (CUDA), ``int8`` (CPU).
+    #: Sequences per forward pass inside a micro-batch (sorted by length first);
+    #: None: 32 on CPU, 256 on CUDA.
+    inference_batch_size: int | None = Field(default=None, ge=1)
+    #: ``auto`` (bf16 on CUDA or a CPU with native bf16, else fp32), ``fp32``, ``bf16``,
+    #: ``fp16`` (CUDA), ``int8`` (CPU, dynamic quantisation: faster, ~3-6% labels differ).
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     #: Token budget per sequence; None uses the model entry's training length.
     max_tokens: int | None = Field(default=None, ge=8)

@@ -1,0 +1,300 @@
+"""Classifier throughput: a plain transformers pipeline vs the finsentry engine, one run.
+
+    python bench/classifier.py                 # 2,000+ held-out headlines, every mode
+    python bench/classifier.py --quick --json  # 400 headlines, under a minute
+
+The model is the registry's current entry (``FINSENTRY_MODEL_REGISTRY_DIR`` or
+``--registry``). Baseline (a) is what a user would write:
+``transformers.pipeline("text-classification")`` with default settings (one
+text per forward pass, fp32) on the same network, i.e. the merged encoder plus
+the sentiment head behind a ``BertPreTrainedModel`` wrapper, since the
+pipeline knows nothing of a second head. (b) is ``models.inference`` in every
+mode this machine has: CPU fp32 / bf16 (native only) / int8, CUDA bf16 / fp16.
+Agreement is the share of identical sentiment and topic labels versus the
+engine in fp32; the pipeline itself is checked against fp32 too (same network,
+so it should be 100%). Prints one JSON object; writes bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+log = logging.getLogger("bench.classifier")
+
+
+def load_headlines(n: int | None = None) -> list[str]:
+    """Held-out headlines (models/data/heldout_*.csv), deduplicated; the shared train CSVs else."""
+    candidates = sorted((REPO / "models" / "data").glob("heldout_*.csv"))
+    if not candidates:
+        candidates = sorted((REPO.parent / "shared" / "data").glob("*.csv"))
+    seen: set[str] = set()
+    texts: list[str] = []
+    for path in candidates:
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                text = row["text"].strip()
+                if text and text.lower() not in seen:
+                    seen.add(text.lower())
+                    texts.append(text)
+    # Interleave the files' rows deterministically so any prefix mixes both tasks.
+    texts.sort(key=lambda t: hash_text(t))
+    return texts[:n] if n else texts
+
+
+def hash_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def hardware() -> dict:
+    import torch
+
+    from models.inference import cpu_flags
+
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_flags": sorted(
+            cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+        ),
+        "torch": torch.__version__,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def code_version() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hf_pipeline(model, tokenizer):
+    """``pipeline("text-classification")`` over the merged encoder + sentiment head."""
+    from transformers import pipeline
+    from transformers.modeling_outputs import SequenceClassifierOutput
+    from transformers.models.bert.modeling_bert import BertPreTrainedModel
+
+    from models.labels import SENTIMENT_NAMES
+    from models.model import mean_pool
+
+    class SentimentOnly(BertPreTrainedModel):
+        def __init__(self, config, encoder, head):
+            super().__init__(config)
+            self.encoder = encoder
+            self.head = head
+
+        def forward(self, input_ids=None, attention_mask=None, **_):
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            pooled = mean_pool(out.last_hidden_state, attention_mask)
+            return SequenceClassifierOutput(logits=self.head(pooled))
+
+    config = copy.deepcopy(model.encoder.config)
+    config.id2label = dict(enumerate(SENTIMENT_NAMES))
+    config.label2id = {name: i for i, name in enumerate(SENTIMENT_NAMES)}
+    wrapped = SentimentOnly(config, model.encoder, model.sentiment_head).eval()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "SentimentOnly is not supported for text-classification"
+    return pipeline("text-classification", model=wrapped, tokenizer=tokenizer)
+
+
+def timed(fn, texts, repeats: int) -> tuple[float, object]:
+    """Best items/s over ``repeats`` runs (the machine is shared: best is least disturbed)."""
+    best, result = 0.0, None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn(texts)
+        best = max(best, len(texts) / (time.perf_counter() - started))
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="400 headlines (150 for the slow baseline), one repeat"
+    )
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.add_argument("--n", type=int, default=None, help="headlines (default: all, 400 quick)")
+    parser.add_argument(
+        "--baseline-n",
+        type=int,
+        default=None,
+        help="headlines for the slow baseline (default: same as --n)",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per mode (best)")
+    parser.add_argument("--registry", type=Path, default=None, help="registry dir")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="engine sequences per pass (default: the engine's, 32 CPU / 512 CUDA)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="result file")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.WARNING if args.json else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    import numpy as np
+    import torch
+
+    from models.data import normalise_text
+    from models.inference import (
+        CUDA_PRECISIONS,
+        EngineOptions,
+        InferenceEngine,
+        cpu_has_native_bf16,
+    )
+    from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
+    from models.loading import load_entry
+    from models.registry import Registry
+    from pipeline.settings import ModelSettings
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = ModelSettings(**({"registry_dir": args.registry} if args.registry else {}))
+    registry = Registry.from_settings(settings)
+    entry = registry.current()
+    loaded = load_entry(entry, "cpu", base_model_dir=registry.base_model_dir)
+    n = args.n or (400 if args.quick else None)
+    texts = load_headlines(n)
+    # The engine normalises like training did; give the pipeline the same input.
+    clean = [normalise_text(t) for t in texts]
+    baseline_n = args.baseline_n or (150 if args.quick else None)
+    baseline_texts = clean[:baseline_n] if baseline_n else clean
+    repeats = args.repeats or (1 if args.quick else 2)
+    log.info(
+        "model %s, %d headlines, %d torch threads, load %.1f",
+        entry.version,
+        len(texts),
+        torch.get_num_threads(),
+        os.getloadavg()[0],
+    )
+
+    pipe = hf_pipeline(copy.deepcopy(loaded.model), loaded.tokenizer)
+    pipe(baseline_texts[:20])
+    baseline_ips, baseline_out = timed(pipe, baseline_texts, 1)
+    log.info("hf pipeline: %.0f items/s", baseline_ips)
+
+    modes = [("cpu", "fp32"), ("cpu", "int8")]
+    if cpu_has_native_bf16():
+        modes.insert(1, ("cpu", "bf16"))
+    if torch.cuda.is_available():
+        modes += [("cuda", p) for p in CUDA_PRECISIONS]
+    results: dict[str, dict] = {}
+    reference = None
+    for device, precision in modes:
+        name = f"{device}/{precision}"
+        batch = args.batch_size or (None if device == "cpu" else 512)
+        engine = InferenceEngine(
+            copy.deepcopy(loaded.model),
+            loaded.tokenizer,
+            version=entry.version,
+            topic_names=TOPIC_NAMES,
+            sentiment_names=SENTIMENT_NAMES,
+            temperatures=loaded.temperatures,
+            options=EngineOptions(
+                device=device,
+                precision=precision,
+                batch_size=batch,
+                max_tokens=loaded.max_length_tokens,
+            ),
+            normalise=normalise_text,
+        )
+        engine.predict(texts[:128])  # warm-up (allocator, oneDNN primitives, CUDA context)
+        ips, (topic, sentiment) = timed(engine.probabilities, texts, repeats)
+        labels = (topic.argmax(1), sentiment.argmax(1))
+        if reference is None:
+            reference = labels
+        results[name] = {
+            "items_per_s": round(ips, 1),
+            "sentiment_agreement_with_fp32": round(float(np.mean(labels[1] == reference[1])), 4),
+            "topic_agreement_with_fp32": round(float(np.mean(labels[0] == reference[0])), 4),
+        }
+        log.info("%s: %.0f items/s, agreement %s", name, ips, results[name])
+        del engine
+
+    baseline_labels = np.array([SENTIMENT_NAMES.index(o["label"]) for o in baseline_out])
+    baseline_agreement = float(np.mean(baseline_labels == reference[1][: len(baseline_labels)]))
+
+    def agreement(name: str) -> float:
+        r = results[name]
+        return min(r["sentiment_agreement_with_fp32"], r["topic_agreement_with_fp32"])
+
+    eligible = [m for m in results if agreement(m) >= 0.99] or ["cpu/fp32"]
+    best = max(eligible, key=lambda m: results[m]["items_per_s"])
+    cpu_best = max(
+        (m for m in eligible if m.startswith("cpu/")), key=lambda m: results[m]["items_per_s"]
+    )
+    report = {
+        "benchmark": "classifier",
+        "quick": args.quick,
+        "model_version": entry.version,
+        "base_model": entry.base_model_name,
+        "headlines": len(texts),
+        "baseline_headlines": len(baseline_texts),
+        "max_tokens": loaded.max_length_tokens,
+        "engine_batch_size": args.batch_size or "default (32 CPU, 512 CUDA)",
+        "baseline": "transformers.pipeline('text-classification'), default settings, fp32",
+        "baseline_items_per_s": round(baseline_ips, 1),
+        "baseline_sentiment_agreement_with_fp32": round(baseline_agreement, 4),
+        "modes": results,
+        "best_mode": best,
+        "best_items_per_s": results[best]["items_per_s"],
+        "speedup_vs_hf_pipeline": round(results[best]["items_per_s"] / baseline_ips, 2),
+        "label_agreement": agreement(best),
+        "cpu_best_mode": cpu_best,
+        "cpu_speedup_vs_hf_pipeline": round(results[cpu_best]["items_per_s"] / baseline_ips, 2),
+        "hardware": hardware(),
+        "code_version": code_version(),
+        "note": "2 shared cores: other processes ran during the measurement (load_average_1m)",
+    }
+    out = args.out or REPO / "bench" / "results" / (
+        "classifier.quick.json" if args.quick else "classifier.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(
+        json.dumps(report, sort_keys=True)
+        if args.json
+        else json.dumps(report, indent=2, sort_keys=True)
+    )
+
+
+if __name__ == "__main__":
+    main()
