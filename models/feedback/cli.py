@@ -280,7 +280,6 @@ def retrain(
     Exit status: 0 promoted (or nothing to do), 1 rejected by the gate, 2 failed.
     """
     from models.feedback.retrain import Retrainer, RetrainError, watch_loop
-
     from pipeline.settings import LabelSettings, ModelSettings, RetrainSettings
 
     overrides = {"init_from": init_from} if init_from else {}

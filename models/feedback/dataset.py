@@ -26,7 +26,7 @@ from models.feedback.store import ResolvedLabel
 from models.feedback.vocab import class_index
 from models.labels import TASKS, class_names, label_index
 
-VALIDATION_LIMIT = 2000
+VALIDATION_LIMIT = 1000
 
 
 def is_heldout(article_id: str, fraction: float) -> bool:

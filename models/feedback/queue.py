@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from models.feedback.intake import ImportFailed, text_article_id
 from models.feedback.vocab import class_names
@@ -181,10 +182,10 @@ def recent_scored(kafka_settings, limit: int, *, timeout_ms: int = 5_000) -> lis
         consumer.assign(partitions)
         ends = consumer.end_offsets(partitions)
         starts = consumer.beginning_offsets(partitions)
-        per_partition = max(1, math.ceil(limit / len(partitions)))
+        # Up to ``limit`` from every partition (keys spread unevenly), newest kept below.
         for tp in partitions:
-            consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
-        found: dict[str, Article] = {}
+            consumer.seek(tp, max(starts[tp], ends[tp] - limit))
+        found: dict[str, tuple[Any, Article]] = {}
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
         while remaining:
             batch = consumer.poll(timeout_ms=timeout_ms)
@@ -198,18 +199,26 @@ def recent_scored(kafka_settings, limit: int, *, timeout_ms: int = 5_000) -> lis
                         log.warning("review: skipped %s offset %d: %s", tp, record.offset, exc)
                         continue
                     if scored.title:
-                        found[scored.id] = Article(scored.id, scored.title, scored.source)
+                        article = Article(scored.id, scored.title, scored.source)
+                        found[scored.id] = (scored.scored_at, article)
                 if consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-        return list(found.values())[-limit:]
+        newest = sorted(found.values(), key=lambda item: item[0])[-limit:]
+        return [article for _, article in newest]
     finally:
         consumer.close()
 
 
 def registry_scorer(settings=None) -> Scorer:
     """Scores with the registry's current model (``ModelSettings``)."""
-    from models.loading import load_current
+    import torch
 
+    from models.loading import load_current
+    from pipeline.settings import ModelSettings
+
+    settings = settings or ModelSettings()
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     loaded = load_current(settings)
 
     def score(texts: Sequence[str]) -> list[Scores]:
