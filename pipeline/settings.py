@@ -441,6 +441,9 @@ class ExporterSettings(ServiceSettings):
     poll_timeout_ms: int = Field(default=500, ge=10)
     #: Write a file_sd target so the local stack's Prometheus scrapes this exporter.
     register_target: bool = True
+    #: A ``pipeline`` label on every series (added by Prometheus from the file_sd target),
+    #: so several runs or deployments share one Prometheus without sharing baselines.
+    pipeline: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 class NotifierSettings(ServiceSettings):

@@ -23,6 +23,10 @@ def register(app: typer.Typer) -> None:
         top_n_tickers: int = typer.Option(
             None, help="Tickers with series (default FINSENTRY_EXPORTER_TOP_N_TICKERS, 50)."
         ),
+        pipeline: str = typer.Option(
+            None,
+            help="Label every series pipeline=NAME (FINSENTRY_EXPORTER_PIPELINE), e.g. per run.",
+        ),
         register_target: bool = typer.Option(
             None,
             "--register/--no-register",
@@ -48,6 +52,7 @@ def register(app: typer.Typer) -> None:
                 "metrics_host": host,
                 "top_n_tickers": top_n_tickers,
                 "register_target": register_target,
+                "pipeline": pipeline,
             }.items()
             if v is not None
         }

@@ -256,6 +256,7 @@ def run_exporter(
         host=settings.metrics_host,
         port=settings.metrics_port,
         targets_dir=targets_dir,
+        labels={"pipeline": settings.pipeline} if settings.pipeline else None,
     )
     log.info("exporting %s (read_committed) on %s", kafka.topic_windows, endpoint.url)
     if ready is not None:

@@ -39,12 +39,19 @@ class MetricsEndpoint:
         self.server.server_close()
 
 
-def register_scrape_target(targets_dir: Path, service: str, host: str, port: int) -> Path:
-    """Write ``<service>-<port>.json`` (file_sd format) so Prometheus scrapes it."""
+def register_scrape_target(
+    targets_dir: Path, service: str, host: str, port: int, labels: dict[str, str] | None = None
+) -> Path:
+    """Write ``<service>-<port>.json`` (file_sd format) so Prometheus scrapes it.
+
+    ``labels`` are added by Prometheus to every series of the target (e.g. a
+    ``pipeline`` label that keeps two runs' series apart in one Prometheus).
+    """
     targets_dir.mkdir(parents=True, exist_ok=True)
     path = targets_dir / f"{service}-{port}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([{"targets": [f"{host}:{port}"], "labels": {"service": service}}]))
+    target_labels = {**(labels or {}), "service": service}
+    tmp.write_text(json.dumps([{"targets": [f"{host}:{port}"], "labels": target_labels}]))
     tmp.replace(path)  # atomic: Prometheus never reads half a file
     return path
 
@@ -56,12 +63,15 @@ def serve_metrics(
     host: str = "127.0.0.1",
     port: int = 0,
     targets_dir: Path | None = None,
+    labels: dict[str, str] | None = None,
 ) -> MetricsEndpoint:
     """Start the /metrics HTTP server in a daemon thread; register it when targets_dir is given."""
     server, thread = start_http_server(port, addr=host, registry=registry)
     bound_port = server.server_address[1]
     endpoint = MetricsEndpoint(service, host, bound_port, server, thread)
     if targets_dir is not None:
-        endpoint.target_file = register_scrape_target(targets_dir, service, host, bound_port)
+        endpoint.target_file = register_scrape_target(
+            targets_dir, service, host, bound_port, labels
+        )
     log.info("%s metrics on %s", service, endpoint.url)
     return endpoint
