@@ -61,7 +61,14 @@ def register(app: typer.Typer) -> None:
         counts agree, and writes a chart and a summary. `finsentry stack down`
         stops the servers afterwards.
         """
+        import logging
+        import signal
+
         from pipeline.demo.run import DEFAULT_STREAM, DemoOptions, run_demo
+
+        # SIGTERM unwinds like Ctrl-C, so the stages this run started are stopped.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        logging.getLogger("kafka").setLevel(logging.ERROR)
 
         options = DemoOptions(stream=stream or DEFAULT_STREAM, speedup=speedup, keep=keep,
                               report_dir=report_dir, timeout_seconds=timeout_seconds)

@@ -69,6 +69,10 @@ class PipelineServices:
             "FINSENTRY_CLASSIFIER_METRICS_PORT": str(self.ports.classifier),
             "FINSENTRY_EXPORTER_METRICS_PORT": str(self.ports.exporter),
             "FINSENTRY_NOTIFIER_PORT": str(self.ports.notifier),
+            # Groups of their own: a group shared with other runs on other topics
+            # would split partitions between members that do not read them.
+            "FINSENTRY_CLASSIFIER_GROUP_ID": f"finsentry-classifier-{self.run_dir.name}",
+            "FINSENTRY_AGGREGATE_GROUP_ID": f"finsentry-aggregate-{self.run_dir.name}",
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,

@@ -58,7 +58,8 @@ class ManagedProcess:
         except (OSError, ValueError):
             return None
         pid, ticks = int(record["pid"]), record.get("start_ticks")
-        if _start_ticks(pid) is None or _start_ticks(pid) != ticks:
+        if _start_ticks(pid) is None or _start_ticks(pid) != ticks or _is_zombie(pid):
+            _reap(pid)
             self.pid_file.unlink(missing_ok=True)
             return None
         return pid
@@ -143,6 +144,14 @@ class ManagedProcess:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of our own exited child, so it does not stay a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: its parent (or init) reaps it
 
 
 def _is_zombie(pid: int) -> bool:
