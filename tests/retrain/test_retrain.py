@@ -52,10 +52,18 @@ def test_better_candidate_is_promoted_with_lineage(tiny_world):
     assert entry.manifest["data"]["snapshot_hash"] == report["lineage"]["label_snapshot"]
     assert entry.metrics["retrain"]["gate"]["passed"] is True
     assert entry.metrics["retrain"]["parent_scores"] == json.loads(json.dumps(scores["current"]))
-    # the promoted entry is what a classifier loads from the registry now
-    from models.loading import load_current
+    # A running classifier's watcher (the service's hot reload) loads the promoted entry.
+    from models.inference import EngineOptions, engine_from_registry
+    from pipeline.classify.reload import ModelWatcher
 
-    assert load_current(model_settings).version == report["candidate"]
+    def loader(version):
+        return engine_from_registry(registry, version, options=EngineOptions(precision="fp32"))
+
+    watcher = ModelWatcher(registry, loader, serving="v1-tiny", poll_seconds=3600)
+    watcher.check_now()
+    engine = watcher.take()
+    assert engine.version == report["candidate"]
+    assert engine.predict(["CompanyA shares soar today"])[0].sentiment == "positive"
     [run] = store.retrains()
     assert (run.outcome, run.parent_version, run.candidate_version) == (
         "promoted",
