@@ -108,6 +108,7 @@ class DemoResult:
         key = self.truth.get("spike", {}).get("key")
         return [n for n in self.notifications
                 if any(a["labels"].get("alertname") == SPIKE_ALERT and a["status"] == "firing"
+                       and a["labels"].get("pipeline") == self.run_id
                        and (key is None or a["labels"].get("key") == key) for a in n["alerts"])]
 
 
@@ -117,7 +118,6 @@ def run_demo(options: DemoOptions, on_progress: Callable[[dict], None] | None = 
 
     stack = LocalStack()
     stack.up()
-    _forget_window_series(stack.settings.prometheus_url)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_dir = stack.settings.run_dir / "demo" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,22 +198,6 @@ def run_demo(options: DemoOptions, on_progress: Callable[[dict], None] | None = 
         receiver.close()
 
 
-def _forget_window_series(prometheus_url: str) -> None:
-    """Drop earlier runs' window series from the local Prometheus.
-
-    The baseline is each key's own history; a run started minutes after another
-    would otherwise inherit that run's spike in its baseline and stay silent.
-    Only the local stack's Prometheus is touched (its admin API is on loopback).
-    """
-    import httpx
-
-    for match in ('{__name__=~"finsentry_window_.*"}', '{__name__=~"finsentry:window_.*"}'):
-        response = httpx.post(f"{prometheus_url}/api/v1/admin/tsdb/delete_series",
-                              params={"match[]": match}, timeout=30)
-        if response.status_code != 204:
-            log.warning("could not reset %s in Prometheus: %s", match, response.text)
-
-
 def _run_topics(stack: LocalStack, run_id: str) -> KafkaSettings:
     base = KafkaSettings(bootstrap_servers=stack.settings.kafka_bootstrap)
     prefix = f"demo.{run_id}."
@@ -236,7 +220,8 @@ def _observe(result: DemoResult, kafka: KafkaSettings, readers: dict, receiver, 
     counts.dead_lettered = len(readers["dlq"].records)
     counts.windows = len(readers["windows"].records)
     try:
-        series = prometheus_query(prometheus_url, f'ALERTS{{alertname="{SPIKE_ALERT}"}}')
+        series = prometheus_query(
+            prometheus_url, f'ALERTS{{alertname="{SPIKE_ALERT}",pipeline="{result.run_id}"}}')
     except Exception:  # noqa: BLE001 - progress display only; the delivery is what counts
         series = []
     result.alert_states = {}

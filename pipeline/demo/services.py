@@ -73,6 +73,8 @@ class PipelineServices:
             # would split partitions between members that do not read them.
             "FINSENTRY_CLASSIFIER_GROUP_ID": f"finsentry-classifier-{self.run_dir.name}",
             "FINSENTRY_AGGREGATE_GROUP_ID": f"finsentry-aggregate-{self.run_dir.name}",
+            # Every window series carries pipeline=<run>, so each run has its own baseline.
+            "FINSENTRY_EXPORTER_PIPELINE": self.run_dir.name,
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,

@@ -46,8 +46,8 @@ def test_spike_is_delivered_and_calm_stream_stays_silent(stack, tmp_path):
     assert spiked.counts.closed_all_window_articles > 0
     assert any(p.suffix == ".png" for p in spiked.report_files)
 
-    # Calm control, after the spike run: its baseline starts clean (run_demo resets
-    # the window series), and nothing may page.
+    # Calm control: its window series carry its own pipeline label, so its baseline
+    # starts clean; nothing may page.
     calm = run_demo(DemoOptions(stream=_stream(tmp_path, "calm", with_spike=False), speedup=SPEEDUP,
                                 timeout_seconds=600, expect_alert=False, report_dir=tmp_path / "report-calm"))
     assert not calm.spike_notifications(), json.dumps(calm.notifications, indent=1)[:2000]
