@@ -7,6 +7,7 @@ and hot reload; ``finsentry classify`` as a subprocess checks kill -9 and SIGTER
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -154,6 +156,9 @@ def test_every_good_record_is_scored_once_and_every_bad_one_dead_lettered(
     assert sample("finsentry_model_info", {"version": "tiny-v1"}) == 1
     assert sample("finsentry_classifier_batch_size_count") >= 1
     assert sample("finsentry_classifier_end_to_end_latency_seconds_count") == len(good)
+    lag = [s for m in metrics_registry.collect() for s in m.samples
+           if s.name == "finsentry_classifier_consumer_lag_records"]
+    assert lag and sum(s.value for s in lag) == 0
 
 
 def test_hot_reload_mid_stream_loses_nothing_and_refuses_a_corrupt_entry(
@@ -281,6 +286,12 @@ def test_after_kill_9_and_a_restart_every_id_is_scored(kafka_settings, group_id,
         assert set(after) == set(ids) | {"warm"}, (
             f"missing {sorted(set(ids) - set(after))[:10]}...\n{log_path.read_text()[-3000:]}"
         )
+
+        # The restarted replica serves /metrics and counted what it consumed.
+        urls = re.findall(r"classifier metrics on (http://\S+/metrics)", log_path.read_text())
+        exposition = httpx.get(urls[-1], timeout=5).text
+        assert "finsentry_classifier_records_consumed_total" in exposition
+        assert 'finsentry_model_info{version="tiny-v1"} 1.0' in exposition
 
         # SIGTERM: drains, commits, exits 0; then the group has committed everything.
         process.send_signal(signal.SIGTERM)
