@@ -123,3 +123,32 @@ def test_triggers(tiny_world):
     store.add(shift_labels()[4:5])
     assert "5 new labels" in due(store, settings)
     assert "schedule" in due(store, RetrainSettings(trigger_new_labels=None, schedule_seconds=60))
+
+
+def test_cli_retrain_exit_status_and_json(tiny_world, monkeypatch):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    root, model_settings, _, store = tiny_world
+    store.add(shift_labels())
+    env = {
+        "FINSENTRY_MODEL_REGISTRY_DIR": str(root),
+        "FINSENTRY_MODEL_BASE_MODEL_DIR": str(model_settings.base_model_dir),
+        "FINSENTRY_MODEL_DEVICE": "cpu",
+        "FINSENTRY_MODEL_TORCH_THREADS": "1",
+        "FINSENTRY_LABELS_DATABASE_URL": store.url,
+        "FINSENTRY_RETRAIN_MIN_NEW_LABEL_GAIN": "0.99",  # unreachable: must be rejected
+        **{f"FINSENTRY_RETRAIN_{k.upper()}": str(v) for k, v in FAST.items()},
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["retrain", "--json"])
+    assert result.exit_code == 1, result.output
+    report = _json.loads(result.stdout)
+    assert report["outcome"] == "rejected" and report["current"] == "v1-tiny"
+    assert "(b)" in report["gate"]["reasons"][0]
+    again = CliRunner().invoke(app, ["retrain"])
+    assert again.exit_code == 0 and "no new labels" in again.stdout
