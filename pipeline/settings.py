@@ -395,7 +395,7 @@ class RetrainSettings(ServiceSettings):
     min_replay_per_label: float = Field(default=2.0, ge=0)
     #: New labels kept out of training to judge the candidate (chosen by article id hash).
     new_label_heldout_fraction: float = Field(default=0.25, gt=0, lt=1)
-    #: Fewest new labels (after conflict resolution) a retrain needs.
+    #: Fewest analyst labels in the store (after conflict resolution) a retrain needs.
     min_new_labels: int = Field(default=20, ge=2)
     epochs: int = Field(default=3, ge=1)
     batch_size: int = Field(default=32, ge=1)

@@ -21,6 +21,9 @@ The running classifier hot-reloads from the registry's ``current`` pointer.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
 import signal
 import threading
@@ -95,6 +98,29 @@ def gate(
     )
 
 
+def _lock_path(registry_root: Path) -> Path:
+    """Per-registry lock file in the local run directory (outside the repository)."""
+    from pipeline.settings import StackSettings
+
+    key = hashlib.sha256(str(Path(registry_root).resolve()).encode()).hexdigest()[:16]
+    return StackSettings().run_dir / f"retrain-{key}.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """One retrain per registry at a time (a second one fails fast, it does not queue)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RetrainError(f"retrain: another retrain holds {path}; try again later") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Retrainer:
     """Runs retrains against one label store, one registry and one set of settings."""
 
@@ -132,28 +158,29 @@ class Retrainer:
                 "outcome": "skipped",
                 "summary": f"{len(labels)} labels, need at least {self.settings.min_new_labels}",
             }
-        run_id = self.store.start_retrain(parent_version=parent.version, max_label_id=max_id)
-        snapshot = "sha256:" + snapshot_hash(labels)
-        try:
-            report = self._run(registry, parent, labels, snapshot, max_id)
-        except BaseException as exc:
+        with _exclusive(_lock_path(registry.root)):
+            run_id = self.store.start_retrain(parent_version=parent.version, max_label_id=max_id)
+            snapshot = "sha256:" + snapshot_hash(labels)
+            try:
+                report = self._run(registry, parent, labels, snapshot, max_id)
+            except BaseException as exc:
+                self.store.finish_retrain(
+                    run_id,
+                    outcome="failed",
+                    candidate_version=None,
+                    snapshot=snapshot,
+                    report={"error": repr(exc)},
+                )
+                if isinstance(exc, RetrainError | KeyboardInterrupt):
+                    raise
+                raise RetrainError(f"retrain: failed: {exc}") from exc
             self.store.finish_retrain(
                 run_id,
-                outcome="failed",
-                candidate_version=None,
+                outcome=report["outcome"],
+                candidate_version=report["candidate"],
                 snapshot=snapshot,
-                report={"error": repr(exc)},
+                report=report,
             )
-            if isinstance(exc, RetrainError | KeyboardInterrupt):
-                raise
-            raise RetrainError(f"retrain: failed: {exc}") from exc
-        self.store.finish_retrain(
-            run_id,
-            outcome=report["outcome"],
-            candidate_version=report["candidate"],
-            snapshot=snapshot,
-            report=report,
-        )
         return report
 
     def _run(self, registry, parent, labels, snapshot: str, max_id: int) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from models.feedback.retrain import Retrainer, due, gate, metric_state
 from models.registry import Registry
 from pipeline.settings import RetrainSettings
@@ -152,3 +154,14 @@ def test_cli_retrain_exit_status_and_json(tiny_world, monkeypatch):
     assert "(b)" in report["gate"]["reasons"][0]
     again = CliRunner().invoke(app, ["retrain"])
     assert again.exit_code == 0 and "no new labels" in again.stdout
+
+
+def test_one_retrain_at_a_time(tiny_world):
+    from models.feedback.retrain import RetrainError, _exclusive, _lock_path
+
+    root, model_settings, data_dir, store = tiny_world
+    store.add(shift_labels())
+    retrainer = Retrainer(store, model_settings, RetrainSettings(**FAST), data_dir=data_dir)
+    with _exclusive(_lock_path(root)), pytest.raises(RetrainError, match="another retrain"):
+        retrainer.run()
+    assert store.retrains() == []
