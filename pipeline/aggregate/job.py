@@ -52,8 +52,6 @@ def flink_config(
         "execution.runtime-mode": "streaming",
         "execution.checkpointing.interval": f"{settings.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.dir": to_uri(settings.checkpoint_dir),
-        "execution.checkpointing.savepoint-dir": to_uri(settings.savepoint_dir),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": str(settings.checkpoints_retained),
         "execution.checkpointing.min-pause": f"{min(settings.checkpoint_interval_ms // 2, 1000)}ms",
@@ -66,6 +64,14 @@ def flink_config(
         "table.exec.uid.generation": "ALWAYS",
         "restart-strategy.type": "exponential-delay",
     }
+    # On a cluster, directories this machine's defaults point to mean nothing to the
+    # TaskManagers: unless set explicitly, the cluster's own configuration applies.
+    for field, key in (
+        ("checkpoint_dir", "execution.checkpointing.dir"),
+        ("savepoint_dir", "execution.checkpointing.savepoint-dir"),
+    ):
+        if not remote or field in settings.model_fields_set:
+            config[key] = to_uri(getattr(settings, field))
     if restore_from:
         config["execution.state-recovery.path"] = restore_from
         config["execution.state-recovery.ignore-unclaimed-state"] = "false"

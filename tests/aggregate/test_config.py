@@ -122,6 +122,10 @@ def test_flink_config_local_and_remote(tmp_path):
         "jm",
         "8081",
     )
+    assert remote["execution.checkpointing.dir"] == (tmp_path / "chk").as_uri()  # set explicitly
+    cluster_dirs = flink_config(AggregateSettings(jobmanager_address="jm:8081"), [jar], remote=True)
+    assert "execution.checkpointing.dir" not in cluster_dirs
+    assert "execution.checkpointing.savepoint-dir" not in cluster_dirs
     with pytest.raises(AggregateJobError, match="JOBMANAGER_ADDRESS"):
         flink_config(settings, [jar], remote=True)
 
