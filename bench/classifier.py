@@ -207,7 +207,14 @@ def main() -> None:
     pipe = hf_pipeline(copy.deepcopy(loaded.model), loaded.tokenizer)
     pipe(baseline_texts[:20])
     baseline_ips, baseline_cpu_ips, baseline_out = timed(pipe, baseline_texts)
-    log.info("hf pipeline: %.0f items/s", baseline_ips)
+    # The same pipeline on one thread: on shared cores torch's intra-op threads
+    # wait on each other, so this is the fairer figure when the machine is busy.
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    one_thread = baseline_texts[: max(50, len(baseline_texts) // 3)]
+    baseline_1t_ips, _, _ = timed(pipe, one_thread)
+    torch.set_num_threads(default_threads)
+    log.info("hf pipeline: %.0f items/s (%.0f on one thread)", baseline_ips, baseline_1t_ips)
 
     modes = [("cpu", "fp32"), ("cpu", "int8")]
     if cpu_has_native_bf16():
@@ -229,6 +236,7 @@ def main() -> None:
                 precision=precision,
                 batch_size=batch,
                 max_tokens=loaded.max_length_tokens,
+                num_threads=args.threads,
             ),
             normalise=normalise_text,
         )
@@ -283,6 +291,8 @@ def main() -> None:
         "baseline": "transformers.pipeline('text-classification'), default settings, fp32",
         "baseline_items_per_s": round(baseline_ips, 1),
         "baseline_items_per_cpu_s": round(baseline_cpu_ips, 1),
+        "baseline_1_thread_items_per_s": round(baseline_1t_ips, 1),
+        "speedup_vs_hf_pipeline_1_thread": round(results[best]["items_per_s"] / baseline_1t_ips, 2),
         "baseline_sentiment_agreement_with_fp32": round(baseline_agreement, 4),
         "modes": results,
         "best_mode": best,

@@ -31,6 +31,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -48,6 +49,8 @@ Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 LongText = Literal["head", "chunks"]
 
 CPU_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+#: torch's own thread count before any engine changed it (one per usable core).
+_DEFAULT_THREADS = torch.get_num_threads()
 CUDA_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 
@@ -90,8 +93,13 @@ class EngineOptions:
     chunk_overlap_tokens: int | None = None
     #: Chunks scored per text; the rest are counted in ``chunks_dropped``.
     max_chunks: int = 16
-    #: torch intra-op threads; None leaves torch's default.
+    #: CPU cores to use; None: torch's default (one per core).
     num_threads: int | None = None
+    #: CPU only. ``batches``: each core runs its own sub-batches single-threaded
+    #: (no barrier between cores per op; degrades gracefully when other processes
+    #: compete for the cores); ``ops``: every op is split across the cores
+    #: (torch's default intra-op parallelism). Measured in docs/benchmarks.md.
+    cpu_parallelism: Literal["batches", "ops"] = "batches"
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -110,6 +118,10 @@ class EngineOptions:
             raise EngineError(f"engine: max_chunks must be >= 1, got {self.max_chunks}")
         if self.num_threads is not None and self.num_threads < 1:
             raise EngineError(f"engine: num_threads must be >= 1, got {self.num_threads}")
+        if self.cpu_parallelism not in ("batches", "ops"):
+            raise EngineError(
+                f"engine: cpu_parallelism must be 'batches' or 'ops', got {self.cpu_parallelism!r}"
+            )
 
     def resolve(self) -> tuple[str, str]:
         """The concrete (device, precision) these options mean on this machine."""
@@ -235,11 +247,18 @@ class InferenceEngine:
         self._on_cuda = self.device.startswith("cuda")
         self.batch_size = self.options.batch_size or (256 if self._on_cuda else 32)
         self._normalise = normalise
-        if (
-            self.options.num_threads is not None
-            and torch.get_num_threads() != self.options.num_threads
-        ):
-            torch.set_num_threads(self.options.num_threads)
+        cores = self.options.num_threads or _DEFAULT_THREADS
+        self.workers = 1
+        if self._on_cuda:
+            pass
+        elif self.options.cpu_parallelism == "batches" and cores > 1:
+            # One torch thread per op; parallelism comes from running sub-batches
+            # on ``cores`` Python threads (torch kernels release the GIL).
+            torch.set_num_threads(1)
+            self.workers = cores
+        elif torch.get_num_threads() != cores:
+            torch.set_num_threads(cores)
+        self._pool = ThreadPoolExecutor(self.workers, "engine") if self.workers > 1 else None
         self._version = version
         self.topic_names = tuple(topic_names)
         self.sentiment_names = tuple(sentiment_names)
@@ -268,11 +287,13 @@ class InferenceEngine:
         self.model = prepare_model(model, self.device, self.precision)
         self.chunks_dropped = 0
         log.info(
-            "engine ready: model %s on %s/%s, batch %d, max %d tokens, long text %s (%.1fs)",
+            "engine ready: model %s on %s/%s, batch %d, %d worker(s), max %d tokens, "
+            "long text %s (%.1fs)",
             version,
             self.device,
             self.precision,
             self.batch_size,
+            self.workers,
             self.options.max_tokens,
             self.options.long_text,
             time.perf_counter() - started,
@@ -303,12 +324,21 @@ class InferenceEngine:
         topic = np.empty((len(ids), len(self.topic_names)), np.float32)
         sentiment = np.empty((len(ids), len(self.sentiment_names)), np.float32)
         size = self.batch_size
-        with torch.inference_mode():
-            for start in range(0, len(order), size):
-                rows = order[start : start + size]
+
+        def run(rows: np.ndarray) -> None:
+            with torch.inference_mode():  # thread-local: entered in the worker
                 t, s = self._forward([ids[i] for i in rows], int(lengths[rows[-1]]))
-                topic[rows] = t
-                sentiment[rows] = s
+            topic[rows] = t  # disjoint rows per batch: no lock needed
+            sentiment[rows] = s
+
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        if self._pool is None or len(batches) == 1:
+            for rows in batches:
+                run(rows)
+        else:
+            # Longest batches first so that the workers finish together.
+            for future in [self._pool.submit(run, rows) for rows in reversed(batches)]:
+                future.result()
         if owners is None:
             return topic, sentiment
         return _aggregate(topic, owners, lengths, n), _aggregate(sentiment, owners, lengths, n)

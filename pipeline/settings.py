@@ -533,6 +533,9 @@ class ClassifierSettings(ServiceSettings):
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     #: Token budget per sequence; None uses the model entry's training length.
     max_tokens: int | None = Field(default=None, ge=8)
+    #: CPU: ``batches`` runs sub-batches on one thread per core (robust on shared
+    #: cores), ``ops`` splits every op across cores (torch's default).
+    cpu_parallelism: Literal["batches", "ops"] = "batches"
     #: ``head``: title + lead within the budget; ``chunks``: overlapping chunks, scores averaged.
     long_text: Literal["head", "chunks"] = "head"
     max_chunks: int = Field(default=16, ge=1)

@@ -25,6 +25,7 @@ def engine_options(settings: ClassifierSettings, model: ModelSettings):
         precision=settings.precision,
         batch_size=settings.inference_batch_size,
         long_text=settings.long_text,
+        cpu_parallelism=settings.cpu_parallelism,
         max_chunks=settings.max_chunks,
         num_threads=model.torch_threads,
     )

@@ -40,7 +40,10 @@ def fp32(registry) -> InferenceEngine:
 
 
 def test_predictions_keep_input_order_whatever_the_batching(registry, fp32):
-    whole = engine_from_registry(registry, options=EngineOptions(precision="fp32", batch_size=64))
+    # fp32: batches of 2 spread over worker threads; whole: one batch, torch's own threads.
+    whole = engine_from_registry(
+        registry, options=EngineOptions(precision="fp32", batch_size=64, cpu_parallelism="ops")
+    )
     one_by_one = [fp32.predict([t])[0] for t in TEXTS]
     for a, b, c in zip(fp32.predict(TEXTS), whole.predict(TEXTS), one_by_one, strict=True):
         assert a.topic == b.topic == c.topic
