@@ -349,7 +349,12 @@ def test_every_dashboard_query_is_accepted_and_returns_data(scenario, stack, run
 
     try:
         feeder = scenario["feeder"]
-        variables = {"window": "1m", "topic": feeder.spike_key, "ticker": feeder.low_ticker}
+        variables = {
+            "window": "1m",
+            "topic": feeder.spike_key,
+            "ticker": feeder.low_ticker,
+            "pipeline": f"test-{run_id}",
+        }
         checks = []
         for path, dashboard in load_dashboards().items():
             assert problems(dashboard) == [], path.name
