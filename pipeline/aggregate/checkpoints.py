@@ -8,7 +8,11 @@ checkpoint is searched across all job-id directories.
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def to_uri(path_or_uri: str) -> str:
@@ -40,3 +44,25 @@ def latest_checkpoint(checkpoint_dir: str) -> Path | None:
     """The newest complete checkpoint, or None (remote filesystems: always None)."""
     found = retained_checkpoints(checkpoint_dir)
     return found[-1] if found else None
+
+
+def prune_older_runs(checkpoint_dir: str, keep: Path) -> list[Path]:
+    """Delete the checkpoint directories of earlier runs, older than the run ``keep`` is from.
+
+    Called when a new run restores from ``keep`` (a ``chk-N`` directory): every job-id
+    directory last written before ``keep``'s run is superseded. ``keep``'s own run stays
+    until the new run has checkpoints of its own (restore does not take ownership of it).
+    """
+    root = local_path(checkpoint_dir)
+    if root is None or not root.is_dir():
+        return []
+    keep_run = keep.parent
+    cutoff = keep_run.stat().st_mtime
+    removed = []
+    for run in root.iterdir():
+        if run == keep_run or not run.is_dir() or not _JOB_ID.match(run.name):
+            continue
+        if run.stat().st_mtime < cutoff:
+            shutil.rmtree(run, ignore_errors=True)
+            removed.append(run)
+    return removed

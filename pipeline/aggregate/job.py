@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.aggregate.checkpoints import latest_checkpoint, to_uri
+from pipeline.aggregate.checkpoints import latest_checkpoint, local_path, prune_older_runs, to_uri
 from pipeline.aggregate.sql import JobSql, build
 from pipeline.settings import AggregateSettings, KafkaSettings, StackSettings
 
@@ -123,15 +123,22 @@ def explain(kafka: KafkaSettings, settings: AggregateSettings, jars: list[Path])
     return statement_set(t_env, build(kafka, settings)).explain()
 
 
-def resolve_restore(settings: AggregateSettings, restore: str) -> str | None:
-    """``auto``: the newest retained checkpoint, if any; ``none``; or an explicit path."""
+def resolve_restore(
+    settings: AggregateSettings, restore: str, *, remote: bool = False
+) -> str | None:
+    """``auto``: the newest retained checkpoint, if any; ``none``; or an explicit path.
+
+    With ``remote``, ``auto`` only searches a checkpoint directory set explicitly (the
+    local default is not where a cluster writes)."""
     if restore == "none":
         return None
     if restore == "auto":
+        if remote and "checkpoint_dir" not in settings.model_fields_set:
+            return None
         found = latest_checkpoint(settings.checkpoint_dir)
         return to_uri(str(found)) if found else None
-    path = Path(restore.removeprefix("file://"))
-    if restore.startswith(("file://", "/")) and not (path / "_metadata").exists():
+    path = local_path(restore)
+    if path is not None and not (path / "_metadata").exists():
         raise AggregateJobError(f"aggregate: no checkpoint or savepoint (_metadata) in {restore!r}")
     return to_uri(restore)
 
@@ -153,9 +160,13 @@ def run_job(
     ensure_topics(
         kafka, [kafka.topic_scored, kafka.topic_windows, kafka.topic_dlq, settings.topic_late]
     )
-    restored_from = resolve_restore(settings, restore)
+    restored_from = resolve_restore(settings, restore, remote=remote)
     if restored_from:
         log.info("restoring from %s", restored_from)
+        restored_path = local_path(restored_from)
+        if restore == "auto" and restored_path is not None:
+            for old in prune_older_runs(settings.checkpoint_dir, restored_path):
+                log.info("removed superseded checkpoints %s", old)
     else:
         log.info("starting without state (startup mode %s)", settings.startup_mode)
     t_env = table_environment(

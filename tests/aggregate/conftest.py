@@ -30,7 +30,7 @@ def make_env(stack, run_dir: Path, **overrides) -> AggregateEnv:
         topic_windows=f"test.{unique}.sentiment.windows",
         partitions=3,
     )
-    settings = AggregateSettings(
+    defaults = dict(
         job_name=f"test-aggregate-{unique}",
         tumbling_window_ms=60_000,
         hopping_window_ms=120_000,
@@ -46,8 +46,8 @@ def make_env(stack, run_dir: Path, **overrides) -> AggregateEnv:
         startup_mode="earliest-offset",
         transactional_id_prefix=f"test-aggregate-{unique}",
         topic_late=f"test.{unique}.sentiment.late",
-        **overrides,
     )
+    settings = AggregateSettings(**{**defaults, **overrides})
     ensure_topics(kafka, [*kafka.all_topics(), settings.topic_late])
     return AggregateEnv(kafka, settings, run_dir)
 

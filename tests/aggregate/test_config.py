@@ -8,7 +8,12 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from pipeline.aggregate.checkpoints import latest_checkpoint, retained_checkpoints, to_uri
+from pipeline.aggregate.checkpoints import (
+    latest_checkpoint,
+    prune_older_runs,
+    retained_checkpoints,
+    to_uri,
+)
 from pipeline.aggregate.job import AggregateJobError, flink_config, resolve_restore
 from pipeline.aggregate.sql import build, interval, kafka_properties
 from pipeline.aggregate.testing import T0, expected_windows, scored, settings_env
@@ -157,6 +162,22 @@ def test_resolve_restore(tmp_path):
     assert resolve_restore(settings, str(chk)) == chk.as_uri()
     with pytest.raises(AggregateJobError, match="no checkpoint or savepoint"):
         resolve_restore(settings, str(tmp_path / "nothing"))
+    # On a cluster, auto only searches a directory that was set explicitly.
+    assert resolve_restore(AggregateSettings(), "auto", remote=True) is None
+    assert resolve_restore(settings, "auto", remote=True) == chk.as_uri()
+
+
+def test_pruning_keeps_the_restored_run_and_newer_ones(tmp_path):
+    old = _checkpoint(tmp_path, "a" * 32, 3, 1_000).parent
+    os.utime(old, (1_000, 1_000))
+    keep = _checkpoint(tmp_path, "b" * 32, 5, 2_000)
+    os.utime(keep.parent, (2_000, 2_000))
+    newer = _checkpoint(tmp_path, "c" * 32, 1, 3_000).parent
+    not_flink = tmp_path / "notes"
+    not_flink.mkdir()
+    os.utime(not_flink, (500, 500))
+    assert prune_older_runs(str(tmp_path), keep) == [old]
+    assert keep.exists() and newer.exists() and not_flink.exists() and not old.exists()
 
 
 def test_reference_windows_for_one_article():
