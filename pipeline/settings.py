@@ -488,6 +488,8 @@ class NotifierSettings(ServiceSettings):
     backoff_max_seconds: float = Field(default=8.0, ge=0)
     #: How many delivered alert states are remembered for de-duplication.
     dedupe_capacity: int = Field(default=10_000, ge=100)
+    #: JSON-lines file of delivered states, so a restart does not repeat them (None: memory only).
+    ledger_file: Path | None = None
     #: Base URL of Grafana, used when an alert's dashboard link is a path.
     grafana_url: str = "http://localhost:3000"
     register_target: bool = True

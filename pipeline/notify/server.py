@@ -14,6 +14,7 @@ Binds 127.0.0.1 by default. With ``bearer_token`` set, a webhook without
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -47,13 +49,40 @@ class DeliveryLedger:
     A state is *claimed* before sending so that two concurrent webhooks with the
     same alert (Alertmanager retrying while the first request still runs) cannot
     both deliver it; a failed send releases the claim.
+
+    With ``path`` set, delivered states are appended to that JSON-lines file and
+    read back on start, so a restarted notifier does not repeat them either; the
+    file is rewritten with the newest ``capacity`` states when it grows past twice that.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, path: Path | None = None) -> None:
         self._capacity = capacity
         self._delivered: OrderedDict[StateKey, None] = OrderedDict()
         self._in_flight: set[StateKey] = set()
         self._lock = threading.Lock()
+        self._path = path
+        self._lines = 0
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                text = path.read_text(encoding="utf-8")
+                if text and not text.endswith("\n"):
+                    with path.open("a", encoding="utf-8") as ledger:
+                        ledger.write("\n")  # end a line torn by a crash before appending
+                for line in text.splitlines():
+                    try:
+                        key = tuple(json.loads(line))
+                    except ValueError:
+                        continue  # a torn last line after a crash
+                    if len(key) == 4:
+                        self._remember(key)
+                    self._lines += 1
+
+    def _remember(self, key: StateKey) -> None:
+        self._delivered[key] = None
+        self._delivered.move_to_end(key)
+        while len(self._delivered) > self._capacity:
+            self._delivered.popitem(last=False)
 
     def claim(self, keys: list[StateKey]) -> list[StateKey]:
         with self._lock:
@@ -64,12 +93,23 @@ class DeliveryLedger:
     def finish(self, keys: list[StateKey], delivered: bool) -> None:
         with self._lock:
             self._in_flight.difference_update(keys)
-            if delivered:
-                for key in keys:
-                    self._delivered[key] = None
-                    self._delivered.move_to_end(key)
-                while len(self._delivered) > self._capacity:
-                    self._delivered.popitem(last=False)
+            if not delivered:
+                return
+            for key in keys:
+                self._remember(key)
+            if self._path is not None:
+                self._persist(keys)
+
+    def _persist(self, keys: list[StateKey]) -> None:
+        if self._lines + len(keys) > 2 * self._capacity:
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(list(k)) + "\n" for k in self._delivered))
+            tmp.replace(self._path)
+            self._lines = len(self._delivered)
+            return
+        with self._path.open("a", encoding="utf-8") as ledger:
+            ledger.write("".join(json.dumps(list(k)) + "\n" for k in keys))
+        self._lines += len(keys)
 
 
 @dataclass
@@ -93,7 +133,7 @@ class Dispatcher:
         self.settings = settings
         self.channels = channels
         self.metrics = metrics
-        self.ledger = DeliveryLedger(settings.dedupe_capacity)
+        self.ledger = DeliveryLedger(settings.dedupe_capacity, settings.ledger_file)
         self._sleep = sleep
 
     def channels_for(self, receiver: str) -> list[str]:

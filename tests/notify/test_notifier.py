@@ -322,3 +322,43 @@ def test_email_over_starttls(tmp_path):
     finally:
         server.close()
         sink.close()
+
+
+def test_a_restarted_notifier_does_not_repeat_delivered_states(webhook, tmp_path):
+    ledger = tmp_path / "delivered.jsonl"
+    first = start(webhook_url=webhook.url, ledger_file=ledger)
+    try:
+        assert post(first, payload(alert())).status_code == 200
+    finally:
+        first.close()
+    with ledger.open("a") as f:
+        f.write('["webhook", "torn')  # a crash mid-write must not stop the next start
+    second = start(webhook_url=webhook.url, ledger_file=ledger)
+    try:
+        assert post(second, payload(alert())).status_code == 200
+        assert len(webhook.requests) == 1
+        assert post(second, payload(alert(status="resolved"))).status_code == 200
+        assert len(webhook.requests) == 2
+    finally:
+        second.close()
+    third = start(webhook_url=webhook.url, ledger_file=ledger)  # the resolve was kept too
+    try:
+        assert post(third, payload(alert(status="resolved"))).status_code == 200
+        assert len(webhook.requests) == 2
+    finally:
+        third.close()
+
+
+def test_the_ledger_file_stays_bounded(tmp_path):
+    from pipeline.notify.server import DeliveryLedger
+
+    path = tmp_path / "delivered.jsonl"
+    ledger = DeliveryLedger(100, path)
+    for i in range(450):
+        key = ("webhook", f"fp{i}", "firing", "2026-11-28T12:00:00Z")
+        assert ledger.claim([key]) == [key]
+        ledger.finish([key], delivered=True)
+    assert len(path.read_text().splitlines()) <= 200
+    reloaded = DeliveryLedger(100, path)
+    assert reloaded.claim([("webhook", "fp449", "firing", "2026-11-28T12:00:00Z")]) == []
+    assert reloaded.claim([("webhook", "fp0", "firing", "2026-11-28T12:00:00Z")]) != []
