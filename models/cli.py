@@ -148,7 +148,7 @@ def show_command(version: str = typer.Argument(None, help="Version (default: cur
         version = version or registry.current_version()
         if version is None:
             _fail(f"registry {registry.root}: no model promoted yet")
-        entry = registry._read_manifest(version)
+        entry = registry.inspect(version)
     except RegistryError as exc:
         _fail(str(exc))
     problem = registry.problem(version)

@@ -33,14 +33,13 @@ def classification_metrics(labels: np.ndarray, logits: np.ndarray, task: str,
     labels = np.asarray(labels)
     preds = logits.argmax(axis=1)
     p, r, f, support = precision_recall_fscore_support(labels, preds, labels=classes, zero_division=0)
-    present = [c for c in classes if (labels == c).any()]
     return {
         "task": task,
         "n": int(len(labels)),
         "accuracy": float(accuracy_score(labels, preds)),
-        # macro over the classes present in the data, so a small file is not
-        # penalised for classes it does not contain
-        "macro_f1": float(f1_score(labels, preds, labels=present, average="macro", zero_division=0)),
+        # sklearn's convention: macro over the classes present in labels or predictions,
+        # so a small file is not scored on classes that appear in neither
+        "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
         "ece": expected_calibration_error(softmax(logits / temperature), labels),
         "temperature": float(temperature),
         "per_class": {

@@ -181,6 +181,10 @@ class Registry:
 
     # -- reading -------------------------------------------------------------
 
+    def inspect(self, version: str) -> RegistryEntry:
+        """The entry with its manifest read and checked for shape, files NOT verified."""
+        return self._read_manifest(version)
+
     def _read_manifest(self, version: str) -> RegistryEntry:
         if not _VERSION_RE.match(version or ""):
             raise RegistryError(f"registry: invalid version name {version!r}")

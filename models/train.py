@@ -211,9 +211,12 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
                 value = loss.item()
                 ema = value if ema is None else 0.98 * ema + 0.02 * value
                 seen += len(batches[b])
+                rate = seen / max(1e-9, time.monotonic() - tick)
                 if bar:
-                    rate = seen / max(1e-9, time.monotonic() - tick)
                     bar.update(task_id, advance=1, loss=ema, rate=rate)
+                if (b + 1) % 50 == 0:  # the bar only renders on a terminal; logs go anywhere
+                    log.info("train: epoch %d batch %d/%d loss %.4f %.1f examples/s",
+                             epoch, b + 1, len(batches), ema, rate)
                 state.update(epoch=epoch, batch=b + 1)
                 last = b + 1 == len(batches)
                 elapsed = prior_seconds + time.monotonic() - started
