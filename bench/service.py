@@ -7,7 +7,8 @@ Needs the local stack (``finsentry stack up``) and a promoted model. Runs
 ``finsentry classify`` as a subprocess on fresh topics, exactly as deployed:
 
 1. engine alone: the same records through ``engine.predict`` in micro-batches
-   of the service's batch size, in this process (after the service is stopped);
+   of the service's batch size, in this process, before the service starts and
+   after it stopped (the better of the two counts);
 2. max throughput: with the service warm and idle, produce N records at once
    to ``news.raw``, time until all N are read back from ``news.scored``;
 3. latency: produce at half the measured max rate for a while; latency is the
@@ -26,6 +27,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -143,8 +146,29 @@ def main() -> None:
     service_settings = ClassifierSettings(
         **({"precision": args.precision} if args.precision else {})
     )
-    log_path = REPO / "bench" / "results" / f"service-{run}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = Path(tempfile.gettempdir()) / f"finsentry-bench-service-{run}.log"
+    # Engine alone, same records, same micro-batch size, in this process, measured
+    # before the service starts and again after it stopped (best of the two: the
+    # cores are shared, and the service must not be compared with a disturbed run).
+    from models.inference import engine_from_registry
+    from models.registry import Registry
+    from pipeline.classify.runner import engine_options
+
+    model_settings = ModelSettings(**({"registry_dir": args.registry} if args.registry else {}))
+    registry = Registry.from_settings(model_settings)
+    engine = engine_from_registry(
+        registry, options=engine_options(service_settings, model_settings)
+    )
+    engine.predict(texts[:128])
+
+    def engine_alone() -> float:
+        started = time.perf_counter()
+        for i in range(0, n, service_settings.batch_size):
+            engine.predict(texts[i : i + service_settings.batch_size])
+        return n / (time.perf_counter() - started)
+
+    engine_before = engine_alone()
+    log.info("engine alone: %.0f items/s", engine_before)
     process = start_service(kafka, f"bench-{run}", env_extra, log_path)
     producer = make_producer(kafka, linger_ms=5)
     reader = ScoredReader(kafka)
@@ -175,20 +199,21 @@ def main() -> None:
         log.info("latency at half load: %.0f records/s for %.0fs", rate, latency_seconds)
         count = int(rate * latency_seconds)
         base = n + 1000
+        latency_ids = {f"bench-{base + j}" for j in range(count)}
+        # Read on a thread while producing, so arrival times are taken as records come.
+        reading = threading.Thread(
+            target=reader.read_until, args=(latency_ids, latency_seconds + 120)
+        )
+        reading.start()
         t0 = time.time()
         for j in range(count):
-            due = t0 + j / rate
-            pause = due - time.time()
+            pause = t0 + j / rate - time.time()
             if pause > 0:
                 time.sleep(pause)
             key, value = raw_record(base + j, texts[j % len(texts)], time.time())
-            producer.send(kafka.topic_raw, key=key, value=value)
-            if j % 20 == 0:
-                reader.read_until(set(), 0)  # keep reading so arrival times stay honest
-                producer.flush()
+            producer.send(kafka.topic_raw, key=key, value=value)  # linger 5 ms, then sent
         producer.flush()
-        latency_ids = {f"bench-{base + j}" for j in range(count)}
-        reader.read_until(latency_ids, 120)
+        reading.join()
         latencies = np.array(
             [reader.arrived[i] - reader.fetched[i] for i in latency_ids if i in reader.arrived]
         )
@@ -212,25 +237,12 @@ def main() -> None:
         reader.consumer.close()
         delete_topics(kafka, [kafka.topic_raw, kafka.topic_scored, kafka.topic_dlq])
 
-    # Engine alone, same records, same micro-batch size, with the service stopped.
-    from models.inference import engine_from_registry
-    from models.registry import Registry
-    from pipeline.classify.runner import engine_options
-
-    model_settings = ModelSettings(**({"registry_dir": args.registry} if args.registry else {}))
-    registry = Registry.from_settings(model_settings)
-    engine = engine_from_registry(
-        registry, options=engine_options(service_settings, model_settings)
-    )
-    engine.predict(texts[:128])
-    started = time.perf_counter()
-    for i in range(0, n, service_settings.batch_size):
-        engine.predict(texts[i : i + service_settings.batch_size])
-    engine_ips = n / (time.perf_counter() - started)
-
+    engine_after = engine_alone()
+    engine_ips = max(engine_before, engine_after)
     report.update(
         {
             "benchmark": "service",
+            "engine_items_per_s_before_after": [round(engine_before, 1), round(engine_after, 1)],
             "quick": args.quick,
             "records": n,
             "model_version": engine.version,
@@ -248,6 +260,7 @@ def main() -> None:
     out = args.out or REPO / "bench" / "results" / (
         "service.quick.json" if args.quick else "service.json"
     )
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(
         json.dumps(report, sort_keys=True)
