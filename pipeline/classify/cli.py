@@ -41,6 +41,13 @@ def register(app: typer.Typer) -> None:
             }.items()
             if value is not None
         }
+        from models.inference import EngineError
+        from models.registry import RegistryError
+
         settings = ClassifierSettings(**overrides)
         model = ModelSettings(**({"device": device} if device else {}))
-        serve(settings=settings, model=model)
+        try:
+            serve(settings=settings, model=model)
+        except (RegistryError, EngineError) as exc:
+            typer.echo(f"classify: cannot start: {exc}", err=True)
+            raise typer.Exit(2) from exc
