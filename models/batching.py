@@ -31,14 +31,17 @@ class Encoded:
 
 def encode(examples, tokenizer, max_length_tokens: int) -> Encoded:
     """Tokenise ``models.data.Example`` objects, truncating to ``max_length_tokens``."""
-    ids = tokenizer([e.text for e in examples], truncation=True, max_length=max_length_tokens)["input_ids"]
+    ids = tokenizer([e.text for e in examples], truncation=True, max_length=max_length_tokens)[
+        "input_ids"
+    ]
     topic = [e.label if e.task == "topic" else IGNORE_INDEX for e in examples]
     sentiment = [e.label if e.task == "sentiment" else IGNORE_INDEX for e in examples]
     return Encoded(list(ids), topic, sentiment)
 
 
-def epoch_batches(n: int, lengths: list[int], batch_size: int, seed: int, epoch: int,
-                  pool_batches: int = 50) -> list[list[int]]:
+def epoch_batches(
+    n: int, lengths: list[int], batch_size: int, seed: int, epoch: int, pool_batches: int = 50
+) -> list[list[int]]:
     """Index batches for one epoch; deterministic in (seed, epoch)."""
     rng = random.Random(f"{seed}:{epoch}")
     order = list(range(n))
@@ -46,8 +49,8 @@ def epoch_batches(n: int, lengths: list[int], batch_size: int, seed: int, epoch:
     batches = []
     pool = batch_size * pool_batches
     for start in range(0, n, pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -55,7 +58,7 @@ def epoch_batches(n: int, lengths: list[int], batch_size: int, seed: int, epoch:
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Batches in length order, for evaluation."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def collate(data: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:

@@ -15,8 +15,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
-models_app = typer.Typer(help="The model registry: list, show, promote, roll back.",
-                         no_args_is_help=True, add_completion=False)
+models_app = typer.Typer(
+    help="The model registry: list, show, promote, roll back.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def _settings():
@@ -56,8 +59,10 @@ def _load(version: str | None):
 
 
 def train_command(
-    config: Path = typer.Option(DEFAULT_CONFIG, "--config", help="Training config (YAML or JSON)."),
-    promote: bool = typer.Option(True, "--promote/--no-promote", help="Make the new entry current."),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", help="Training config (YAML or JSON)."),  # noqa: B008
+    promote: bool = typer.Option(
+        True, "--promote/--no-promote", help="Make the new entry current."
+    ),
 ) -> None:
     """Train a model on models/data and add it to the registry (promoted by default)."""
     from models.config import ConfigError, TrainConfig
@@ -69,15 +74,19 @@ def train_command(
         _fail(str(exc), 2)
     entry = train(cfg, _settings(), promote=promote, progress=True)
     heldout = entry.metrics["heldout"]
-    typer.echo(f"added {entry.version}{' (current)' if promote else ''} in "
-               f"{entry.metrics['train_seconds']:.0f} s")
+    typer.echo(
+        f"added {entry.version}{' (current)' if promote else ''} in "
+        f"{entry.metrics['train_seconds']:.0f} s"
+    )
     for task, m in heldout.items():
-        typer.echo(f"  held-out {task:9s} n={m['n']} accuracy={m['accuracy']:.4f} "
-                   f"macro_f1={m['macro_f1']:.4f} ece={m['ece']:.4f}")
+        typer.echo(
+            f"  held-out {task:9s} n={m['n']} accuracy={m['accuracy']:.4f} "
+            f"macro_f1={m['macro_f1']:.4f} ece={m['ece']:.4f}"
+        )
 
 
 def predict_command(
-    texts: list[str] = typer.Argument(..., help="One or more headlines or articles."),
+    texts: list[str] = typer.Argument(..., help="One or more headlines or articles."),  # noqa: B008
     model: str | None = typer.Option(None, "--model", help="Registry version (default: current)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
@@ -87,16 +96,21 @@ def predict_command(
     loaded = _load(model)
     for text, pred in zip(texts, loaded.predict(texts), strict=True):
         if as_json:
-            typer.echo(json.dumps({"text": text, "model_version": loaded.version, **asdict(pred)},
-                                  sort_keys=True))
+            typer.echo(
+                json.dumps(
+                    {"text": text, "model_version": loaded.version, **asdict(pred)}, sort_keys=True
+                )
+            )
         else:
-            typer.echo(f"{pred.sentiment:8s} score={pred.sentiment_score:+.3f} "
-                       f"confidence={pred.confidence:.3f} | {pred.topic} ({pred.topic_score:.3f}) | {text}")
+            typer.echo(
+                f"{pred.sentiment:8s} score={pred.sentiment_score:+.3f} "
+                f"confidence={pred.confidence:.3f} | {pred.topic} ({pred.topic_score:.3f}) | {text}"
+            )
 
 
 def evaluate_command(
     task: str = typer.Option(..., "--task", help="topic or sentiment."),
-    data: Path = typer.Option(..., "--data", help="CSV with header text,label."),
+    data: Path = typer.Option(..., "--data", help="CSV with header text,label."),  # noqa: B008
     model: str | None = typer.Option(None, "--model", help="Registry version (default: current)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -114,13 +128,17 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(metrics, sort_keys=True))
         return
-    typer.echo(f"{task} on {data} with {metrics['model_version']}: n={metrics['n']} "
-               f"accuracy={metrics['accuracy']:.4f} macro_f1={metrics['macro_f1']:.4f} "
-               f"ece={metrics['ece']:.4f}")
+    typer.echo(
+        f"{task} on {data} with {metrics['model_version']}: n={metrics['n']} "
+        f"accuracy={metrics['accuracy']:.4f} macro_f1={metrics['macro_f1']:.4f} "
+        f"ece={metrics['ece']:.4f}"
+    )
     for name, c in metrics["per_class"].items():
         if c["support"]:
-            typer.echo(f"  {name:28s} P={c['precision']:.3f} R={c['recall']:.3f} "
-                       f"F1={c['f1']:.3f} n={c['support']}")
+            typer.echo(
+                f"  {name:28s} P={c['precision']:.3f} R={c['recall']:.3f} "
+                f"F1={c['f1']:.3f} n={c['support']}"
+            )
 
 
 @models_app.command("list")
@@ -131,7 +149,9 @@ def list_command() -> None:
     for entry in registry.entries():
         problem = registry.problem(entry.version)
         held = entry.metrics.get("heldout", {})
-        figures = " ".join(f"{t}:acc={m['accuracy']:.3f}/f1={m['macro_f1']:.3f}" for t, m in held.items())
+        figures = " ".join(
+            f"{t}:acc={m['accuracy']:.3f}/f1={m['macro_f1']:.3f}" for t, m in held.items()
+        )
         mark = "*" if entry.version == current else ("!" if problem else " ")
         typer.echo(f"{mark} {entry.version}  {entry.created_at}  {figures}")
         if problem:
@@ -152,8 +172,18 @@ def show_command(version: str = typer.Argument(None, help="Version (default: cur
     except RegistryError as exc:
         _fail(str(exc))
     problem = registry.problem(version)
-    typer.echo(json.dumps({**entry.manifest, "path": str(entry.path), "problem": problem,
-                           "current": version == registry.current_version()}, sort_keys=True, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                **entry.manifest,
+                "path": str(entry.path),
+                "problem": problem,
+                "current": version == registry.current_version(),
+            },
+            sort_keys=True,
+            indent=2,
+        )
+    )
 
 
 @models_app.command("promote")

@@ -108,7 +108,11 @@ class TrainConfig:
             ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
             ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-            ("class_weighting", self.class_weighting in CLASS_WEIGHTING, f"one of {CLASS_WEIGHTING}"),
+            (
+                "class_weighting",
+                self.class_weighting in CLASS_WEIGHTING,
+                f"one of {CLASS_WEIGHTING}",
+            ),
             ("topic_loss_weight", self.topic_loss_weight >= 0, ">= 0"),
             ("sentiment_loss_weight", self.sentiment_loss_weight >= 0, ">= 0"),
             ("heldout_fraction", 0 < self.heldout_fraction < 0.5, "in (0, 0.5)"),
@@ -119,11 +123,17 @@ class TrainConfig:
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ConfigError(f"train config: {name}={getattr(self, name)!r} must be {expected}")
+                raise ConfigError(
+                    f"train config: {name}={getattr(self, name)!r} must be {expected}"
+                )
         if self.topic_loss_weight == 0 and self.sentiment_loss_weight == 0:
-            raise ConfigError("train config: topic_loss_weight and sentiment_loss_weight are both 0")
+            raise ConfigError(
+                "train config: topic_loss_weight and sentiment_loss_weight are both 0"
+            )
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
-            raise ConfigError(f"train config: max_train_seconds={self.max_train_seconds} must be > 0")
+            raise ConfigError(
+                f"train config: max_train_seconds={self.max_train_seconds} must be > 0"
+            )
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ConfigError(f"train config: torch_threads={self.torch_threads} must be >= 1")
 

@@ -84,7 +84,9 @@ def read_labelled_csv(path: Path, task: str) -> list[tuple[str, int]]:
         reader = csv.DictReader(handle)
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
         if "text" not in fields or "label" not in fields:
-            raise DataError(f"data {path}: header must contain text,label; found {reader.fieldnames}")
+            raise DataError(
+                f"data {path}: header must contain text,label; found {reader.fieldnames}"
+            )
         reader.fieldnames = fields
         try:
             for number, record in enumerate(reader, start=1):
@@ -96,10 +98,13 @@ def read_labelled_csv(path: Path, task: str) -> list[tuple[str, int]]:
                 try:
                     rows.append((text, label_index(task, label)))
                 except LabelError as exc:
-                    raise DataError(f"data {path}: row {number}: unknown {task} label "
-                                    f"{label!r} ({exc})") from None
+                    raise DataError(
+                        f"data {path}: row {number}: unknown {task} label {label!r} ({exc})"
+                    ) from None
         except csv.Error as exc:
-            raise DataError(f"data {path}: malformed CSV near line {reader.line_num}: {exc}") from exc
+            raise DataError(
+                f"data {path}: malformed CSV near line {reader.line_num}: {exc}"
+            ) from exc
     if not rows:
         raise DataError(f"data {path}: no rows")
     return rows
@@ -133,8 +138,12 @@ def deduplicate(rows: list[Row]) -> tuple[list[Row], dict[str, int]]:
             conflicts += 1
         best = max(labels.values())
         kept.append(next(r for r in members if labels[r.label] == best))
-    stats = {"rows": len(rows), "kept": len(kept), "duplicates_dropped": len(rows) - len(kept),
-             "label_conflict_groups": conflicts}
+    stats = {
+        "rows": len(rows),
+        "kept": len(kept),
+        "duplicates_dropped": len(rows) - len(kept),
+        "label_conflict_groups": conflicts,
+    }
     return kept, stats
 
 
@@ -172,13 +181,20 @@ class Splits:
             out[name] = {t: {} for t in TASKS}
             for ex in examples:
                 out[name][ex.task][str(ex.label)] = out[name][ex.task].get(str(ex.label), 0) + 1
-        out["heldout"] = {t: {str(k): v for k, v in sorted(Counter(r.label for r in rows).items())}
-                          for t, rows in self.heldout.items()}
+        out["heldout"] = {
+            t: {str(k): v for k, v in sorted(Counter(r.label for r in rows).items())}
+            for t, rows in self.heldout.items()
+        }
         return out
 
 
-def make_splits(data_dir: Path = DATA_DIR, *, heldout_fraction: float = 0.15,
-                validation_fraction: float = 0.10, seed: int = 13) -> Splits:
+def make_splits(
+    data_dir: Path = DATA_DIR,
+    *,
+    heldout_fraction: float = 0.15,
+    validation_fraction: float = 0.10,
+    seed: int = 13,
+) -> Splits:
     """Load both tasks, dedupe, split stratified per label, remove cross-task leaks."""
     digest = hashlib.sha256(json.dumps([heldout_fraction, validation_fraction, seed]).encode())
     parts: dict[str, tuple[list[Row], list[Row], list[Row]]] = {}
@@ -196,8 +212,12 @@ def make_splits(data_dir: Path = DATA_DIR, *, heldout_fraction: float = 0.15,
         clean = [r for r in train if dedup_key(r.text) not in reserved]
         val_clean = [r for r in val if dedup_key(r.text) not in heldout_keys]
         stats[task]["cross_task_removed"] = len(train) - len(clean) + len(val) - len(val_clean)
-        train_ex += [Example(normalise_text(r.text), task, label_index(task, r.label)) for r in clean]
-        val_ex += [Example(normalise_text(r.text), task, label_index(task, r.label)) for r in val_clean]
+        train_ex += [
+            Example(normalise_text(r.text), task, label_index(task, r.label)) for r in clean
+        ]
+        val_ex += [
+            Example(normalise_text(r.text), task, label_index(task, r.label)) for r in val_clean
+        ]
         heldout[task] = ho
         stats[task].update(train=len(clean), validation=len(val_clean), heldout=len(ho))
     return Splits(train_ex, val_ex, heldout, stats, "sha256:" + digest.hexdigest())

@@ -19,20 +19,28 @@ from models.labels import class_names
 log = logging.getLogger(__name__)
 
 
-def classification_metrics(labels: np.ndarray, logits: np.ndarray, task: str,
-                           temperature: float = 1.0) -> dict[str, Any]:
+def classification_metrics(
+    labels: np.ndarray, logits: np.ndarray, task: str, temperature: float = 1.0
+) -> dict[str, Any]:
     """Metrics of ``task`` for head-index ``labels`` and raw ``logits`` (N, classes).
 
     ``ece`` is computed on softmax(logits / temperature): pass the entry's
     temperature for calibrated confidences, 1.0 for raw ones.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
     names = class_names(task)
     classes = list(range(len(names)))
     labels = np.asarray(labels)
     preds = logits.argmax(axis=1)
-    p, r, f, support = precision_recall_fscore_support(labels, preds, labels=classes, zero_division=0)
+    p, r, f, support = precision_recall_fscore_support(
+        labels, preds, labels=classes, zero_division=0
+    )
     return {
         "task": task,
         "n": int(len(labels)),
@@ -43,8 +51,12 @@ def classification_metrics(labels: np.ndarray, logits: np.ndarray, task: str,
         "ece": expected_calibration_error(softmax(logits / temperature), labels),
         "temperature": float(temperature),
         "per_class": {
-            names[c]: {"precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]),
-                       "support": int(support[c])}
+            names[c]: {
+                "precision": float(p[c]),
+                "recall": float(r[c]),
+                "f1": float(f[c]),
+                "support": int(support[c]),
+            }
             for c in classes
         },
         "confusion_matrix": confusion_matrix(labels, preds, labels=classes).tolist(),
@@ -69,11 +81,20 @@ def save_confusion_png(metrics: dict[str, Any], path: Path) -> Path:
     for i in range(len(names)):
         for j in range(len(names)):
             if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{metrics['task']}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    ax.set_title(
+        f"{metrics['task']}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,8 +64,14 @@ class LoadedModel:
         and truncated to ``max_length_tokens`` tokens; callers that care about
         long articles pass title plus lead (or chunks) themselves.
         """
-        return compute_logits(self.model, self.tokenizer, texts, max_length_tokens=self.max_length_tokens,
-                              device=self.device, batch_size=batch_size)
+        return compute_logits(
+            self.model,
+            self.tokenizer,
+            texts,
+            max_length_tokens=self.max_length_tokens,
+            device=self.device,
+            batch_size=batch_size,
+        )
 
     def predict_proba(self, texts: list[str], *, batch_size: int = 64) -> dict[str, Any]:
         """Calibrated probabilities (softmax of logits / temperature) per head."""
@@ -79,19 +85,24 @@ class LoadedModel:
         results = []
         for topic_p, sent_p in zip(probs["topic"], probs["sentiment"], strict=True):
             t, s = int(topic_p.argmax()), int(sent_p.argmax())
-            results.append(Prediction(
-                topic=TOPIC_NAMES[t],
-                topic_score=float(topic_p[t]),
-                sentiment=SENTIMENT_NAMES[s],
-                sentiment_score=float(sent_p[2] - sent_p[0]),
-                confidence=float(sent_p[s]),
-                probabilities={name: float(p) for name, p in zip(SENTIMENT_NAMES, sent_p, strict=True)},
-            ))
+            results.append(
+                Prediction(
+                    topic=TOPIC_NAMES[t],
+                    topic_score=float(topic_p[t]),
+                    sentiment=SENTIMENT_NAMES[s],
+                    sentiment_score=float(sent_p[2] - sent_p[0]),
+                    confidence=float(sent_p[s]),
+                    probabilities={
+                        name: float(p) for name, p in zip(SENTIMENT_NAMES, sent_p, strict=True)
+                    },
+                )
+            )
         return results
 
 
-def compute_logits(model, tokenizer, texts: list[str], *, max_length_tokens: int, device: str,
-                   batch_size: int = 64) -> dict[str, Any]:
+def compute_logits(
+    model, tokenizer, texts: list[str], *, max_length_tokens: int, device: str, batch_size: int = 64
+) -> dict[str, Any]:
     """Logits of ``model`` (eval mode) for ``texts``, length-sorted batches, in input order."""
     import numpy as np
     import torch
@@ -99,8 +110,10 @@ def compute_logits(model, tokenizer, texts: list[str], *, max_length_tokens: int
     from models.data import normalise_text
 
     n = len(texts)
-    out = {"topic": np.zeros((n, len(TOPIC_NAMES)), np.float32),
-           "sentiment": np.zeros((n, len(SENTIMENT_NAMES)), np.float32)}
+    out = {
+        "topic": np.zeros((n, len(TOPIC_NAMES)), np.float32),
+        "sentiment": np.zeros((n, len(SENTIMENT_NAMES)), np.float32),
+    }
     if n == 0:
         return out
     clean = [normalise_text(t) for t in texts]
@@ -108,9 +121,14 @@ def compute_logits(model, tokenizer, texts: list[str], *, max_length_tokens: int
     use_bf16 = device.startswith("cuda")
     with torch.inference_mode():
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            enc = tokenizer([clean[i] for i in idx], padding=True, truncation=True,
-                            max_length=max_length_tokens, return_tensors="pt")
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [clean[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=max_length_tokens,
+                return_tensors="pt",
+            )
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 res = model(enc["input_ids"].to(device), enc["attention_mask"].to(device))
             out["topic"][idx] = res["topic_logits"].float().cpu().numpy()
@@ -130,16 +148,20 @@ def build_model_for_entry(entry: RegistryEntry, base_model_dir: Path):
     try:
         if entry.adapter_dir.is_dir():
             encoder = peft.PeftModel.from_pretrained(encoder, str(entry.adapter_dir))
-        model = MultiTaskClassifier(encoder, hidden,
-                                    head_dropout=float(entry.config.get("head_dropout", 0.0)))
+        model = MultiTaskClassifier(
+            encoder, hidden, head_dropout=float(entry.config.get("head_dropout", 0.0))
+        )
         model.load_head_state_dict(load_file(str(entry.heads_path)))
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise RegistryError(f"registry entry {entry.version!r}: cannot load weights: {exc}") from exc
+        raise RegistryError(
+            f"registry entry {entry.version!r}: cannot load weights: {exc}"
+        ) from exc
     return model
 
 
-def load_entry(entry: RegistryEntry, device: str | None = "cpu", *,
-               base_model_dir: Path | None = None) -> LoadedModel:
+def load_entry(
+    entry: RegistryEntry, device: str | None = "cpu", *, base_model_dir: Path | None = None
+) -> LoadedModel:
     """Load ``entry`` on ``device`` ("cpu", "cuda", "cuda:1", "auto").
 
     ``base_model_dir`` defaults to the bundled all-MiniLM-L6-v2; an entry
@@ -150,8 +172,10 @@ def load_entry(entry: RegistryEntry, device: str | None = "cpu", *,
     base_dir = Path(base_model_dir) if base_model_dir is not None else default_base_model_dir()
     available = base_model_hash(base_dir)
     if available != entry.base_model_hash:
-        raise RegistryError(f"registry entry {entry.version!r}: incompatible base model at {base_dir} "
-                            f"({available[:19]}...; entry needs {entry.base_model_hash[:19]}...)")
+        raise RegistryError(
+            f"registry entry {entry.version!r}: incompatible base model at {base_dir} "
+            f"({available[:19]}...; entry needs {entry.base_model_hash[:19]}...)"
+        )
     device = resolve_device(device)
     model = build_model_for_entry(entry, base_dir)
     if hasattr(model.encoder, "merge_and_unload"):
@@ -162,9 +186,15 @@ def load_entry(entry: RegistryEntry, device: str | None = "cpu", *,
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
     log.info("loaded model %s on %s", entry.version, device)
-    return LoadedModel(model=model, tokenizer=tokenizer, temperatures=entry.temperatures,
-                       version=entry.version, max_length_tokens=entry.max_length_tokens,
-                       device=device, entry=entry)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        temperatures=entry.temperatures,
+        version=entry.version,
+        max_length_tokens=entry.max_length_tokens,
+        device=device,
+        entry=entry,
+    )
 
 
 def load_current(settings=None) -> LoadedModel:
@@ -173,5 +203,6 @@ def load_current(settings=None) -> LoadedModel:
 
     settings = settings or ModelSettings()
     registry = Registry.from_settings(settings)
-    return load_entry(registry.current(), settings.device,
-                      base_model_dir=settings.resolved_base_model_dir())
+    return load_entry(
+        registry.current(), settings.device, base_model_dir=settings.resolved_base_model_dir()
+    )

@@ -126,7 +126,9 @@ class MultiTaskClassifier(nn.Module):
             encoder = peft.get_peft_model(encoder, config)
         return cls(encoder, hidden_size, head_dropout=head_dropout)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
         return {
@@ -176,7 +178,13 @@ def multitask_loss(
     parts: dict[str, float] = {}
     for task, logits, labels, class_weight, weight in (
         ("topic", outputs["topic_logits"], topic_labels, topic_class_weight, topic_weight),
-        ("sentiment", outputs["sentiment_logits"], sentiment_labels, sentiment_class_weight, sentiment_weight),
+        (
+            "sentiment",
+            outputs["sentiment_logits"],
+            sentiment_labels,
+            sentiment_class_weight,
+            sentiment_weight,
+        ),
     ):
         if not bool((labels != IGNORE_INDEX).any()):
             parts[task] = 0.0

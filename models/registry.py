@@ -43,8 +43,18 @@ MANIFEST = "entry.json"
 POINTER = "current"
 SCHEMA_VERSION = 1
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_REQUIRED_KEYS = ("schema", "version", "created_at", "base_model", "config", "files",
-                  "temperatures", "max_length_tokens", "metrics", "data")
+_REQUIRED_KEYS = (
+    "schema",
+    "version",
+    "created_at",
+    "base_model",
+    "config",
+    "files",
+    "temperatures",
+    "max_length_tokens",
+    "metrics",
+    "data",
+)
 HISTORY_LIMIT = 100
 
 
@@ -64,10 +74,21 @@ def code_version() -> str:
     """The git commit of this checkout (``-dirty`` with local changes), or ``unknown``."""
     repo = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "models"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "models"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
@@ -78,8 +99,12 @@ def library_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+    }
 
 
 @dataclass(frozen=True)
@@ -194,19 +219,27 @@ class Registry:
         try:
             manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise RegistryError(f"registry entry {version!r}: incomplete, {MANIFEST} missing") from None
+            raise RegistryError(
+                f"registry entry {version!r}: incomplete, {MANIFEST} missing"
+            ) from None
         except (OSError, ValueError) as exc:
-            raise RegistryError(f"registry entry {version!r}: unreadable {MANIFEST}: {exc}") from exc
+            raise RegistryError(
+                f"registry entry {version!r}: unreadable {MANIFEST}: {exc}"
+            ) from exc
         if not isinstance(manifest, dict):
             raise RegistryError(f"registry entry {version!r}: {MANIFEST} is not a JSON object")
         missing = [k for k in _REQUIRED_KEYS if k not in manifest]
         if missing:
             raise RegistryError(f"registry entry {version!r}: {MANIFEST} lacks {missing}")
         if manifest["version"] != version:
-            raise RegistryError(f"registry entry {version!r}: manifest says version {manifest['version']!r}")
+            raise RegistryError(
+                f"registry entry {version!r}: manifest says version {manifest['version']!r}"
+            )
         if manifest["schema"] != SCHEMA_VERSION:
-            raise RegistryError(f"registry entry {version!r}: manifest schema {manifest['schema']!r}, "
-                                f"this code reads {SCHEMA_VERSION}")
+            raise RegistryError(
+                f"registry entry {version!r}: manifest schema {manifest['schema']!r}, "
+                f"this code reads {SCHEMA_VERSION}"
+            )
         return RegistryEntry(version, path, manifest)
 
     def verify(self, entry: RegistryEntry) -> None:
@@ -217,8 +250,10 @@ class Registry:
                 raise RegistryError(f"registry entry {entry.version!r}: file {rel} is missing")
             actual = _sha256(path)
             if actual != expected:
-                raise RegistryError(f"registry entry {entry.version!r}: file {rel} is corrupt "
-                                    f"(sha256 {actual[:12]}..., manifest {expected[:12]}...)")
+                raise RegistryError(
+                    f"registry entry {entry.version!r}: file {rel} is corrupt "
+                    f"(sha256 {actual[:12]}..., manifest {expected[:12]}...)"
+                )
         if "heads.safetensors" not in entry.manifest["files"]:
             raise RegistryError(f"registry entry {entry.version!r}: no heads.safetensors listed")
         available = base_model_hash(self.base_model_dir)
@@ -226,7 +261,8 @@ class Registry:
             raise RegistryError(
                 f"registry entry {entry.version!r}: incompatible base model: trained on "
                 f"{entry.base_model_name!r} ({entry.base_model_hash[:19]}...), available base at "
-                f"{self.base_model_dir} has {available[:19]}...")
+                f"{self.base_model_dir} has {available[:19]}..."
+            )
 
     def entries(self) -> list[RegistryEntry]:
         """Entries with a readable manifest, oldest first (unverified; see ``problems``)."""
@@ -281,8 +317,10 @@ class Registry:
         """The verified current entry; RegistryError when none is promoted or it is broken."""
         version = self.current_version()
         if version is None:
-            raise RegistryError(f"registry {self.root}: no model promoted yet "
-                                "(run `finsentry train` or `finsentry models promote VERSION`)")
+            raise RegistryError(
+                f"registry {self.root}: no model promoted yet "
+                "(run `finsentry train` or `finsentry models promote VERSION`)"
+            )
         return self.get(version)
 
     # -- writing -------------------------------------------------------------
@@ -307,8 +345,9 @@ class Registry:
             history = list(state["history"])
             if state["version"] is not None:
                 history.append(state["version"])
-            _write_json_atomic(self.root / POINTER,
-                               {"version": version, "history": history[-HISTORY_LIMIT:]})
+            _write_json_atomic(
+                self.root / POINTER, {"version": version, "history": history[-HISTORY_LIMIT:]}
+            )
         log.info("registry: promoted %s (previous %s)", version, state["version"])
         return entry
 
@@ -317,16 +356,20 @@ class Registry:
         with self._locked():
             state = self._read_pointer()
             if not state["history"]:
-                raise RegistryError(f"registry {self.root}: nothing to roll back to "
-                                    f"(current {state['version']!r} has no predecessor)")
+                raise RegistryError(
+                    f"registry {self.root}: nothing to roll back to "
+                    f"(current {state['version']!r} has no predecessor)"
+                )
             previous = state["history"][-1]
             try:
                 entry = self.get(previous)
             except RegistryError as exc:
-                raise RegistryError(f"registry: rollback refused, current stays "
-                                    f"{state['version']!r}: {exc}") from exc
-            _write_json_atomic(self.root / POINTER,
-                               {"version": previous, "history": state["history"][:-1]})
+                raise RegistryError(
+                    f"registry: rollback refused, current stays {state['version']!r}: {exc}"
+                ) from exc
+            _write_json_atomic(
+                self.root / POINTER, {"version": previous, "history": state["history"][:-1]}
+            )
         log.info("registry: rolled back %s -> %s", state["version"], previous)
         return entry
 
@@ -367,15 +410,21 @@ class Registry:
             save_file(model.head_state_dict(), str(tmp / "heads.safetensors"))
             if report_dir is not None and Path(report_dir).is_dir():
                 shutil.copytree(report_dir, tmp / "report")
-            files = {p.relative_to(tmp).as_posix(): _sha256(p)
-                     for p in sorted(tmp.rglob("*")) if p.is_file()}
+            files = {
+                p.relative_to(tmp).as_posix(): _sha256(p)
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
+            }
             manifest = {
                 "schema": SCHEMA_VERSION,
                 "version": version,
                 "created_at": created.isoformat().replace("+00:00", "Z"),
                 "code_version": code_version(),
                 "parent": parent,
-                "base_model": {"name": base_model_name(base_dir), "hash": base_model_hash(base_dir)},
+                "base_model": {
+                    "name": base_model_name(base_dir),
+                    "hash": base_model_hash(base_dir),
+                },
                 "config": config,
                 "libraries": library_versions(),
                 "max_length_tokens": int(max_length_tokens),

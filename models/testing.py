@@ -29,7 +29,12 @@ from models.config import AdapterConfig
 from models.registry import Registry, RegistryEntry
 
 TINY_BASE = "tiny-base"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
 
 
 def tiny_base_dir(registry_root: Path) -> Path:
@@ -51,8 +56,14 @@ def make_tiny_base(target: Path, *, seed: int = 0) -> Path:
     for name in _TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, target / name)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(seed)
     BertModel(config, add_pooling_layer=False).save_pretrained(str(target))
     return target
@@ -111,7 +122,10 @@ def tiny_settings(registry_root: Path, **overrides):
     """ModelSettings for a registry made by ``make_tiny_entry`` (CPU, tiny base)."""
     from pipeline.settings import ModelSettings
 
-    values = {"registry_dir": Path(registry_root), "base_model_dir": tiny_base_dir(registry_root),
-              "device": "cpu"}
+    values = {
+        "registry_dir": Path(registry_root),
+        "base_model_dir": tiny_base_dir(registry_root),
+        "device": "cpu",
+    }
     values.update(overrides)
     return ModelSettings(**values)

@@ -81,9 +81,14 @@ def _trainable_state(model: MultiTaskClassifier) -> dict[str, torch.Tensor]:
 def _validate(model, tokenizer, val, config: TrainConfig, device: str) -> tuple[float, dict]:
     """(mean macro-F1 over tasks, {task: (labels, logits)}) on the validation split."""
     model.eval()
-    logits = compute_logits(model, tokenizer, [e.text for e in val],
-                            max_length_tokens=config.max_length_tokens, device=device,
-                            batch_size=config.eval_batch_size)
+    logits = compute_logits(
+        model,
+        tokenizer,
+        [e.text for e in val],
+        max_length_tokens=config.max_length_tokens,
+        device=device,
+        batch_size=config.eval_batch_size,
+    )
     model.train()
     results, scores = {}, []
     for task in TASKS:
@@ -97,23 +102,44 @@ def _validate(model, tokenizer, val, config: TrainConfig, device: str) -> tuple[
 def _progress(enabled: bool):
     if not enabled:
         return None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
-                    TextColumn("val F1 {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[rate]:.1f} ex/s"),
+        TextColumn("val F1 {task.fields[val]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
 
 
-def train(config: TrainConfig, settings=None, *, registry: Registry | None = None,
-          promote: bool = True, progress: bool = True) -> RegistryEntry:
+def train(
+    config: TrainConfig,
+    settings=None,
+    *,
+    registry: Registry | None = None,
+    promote: bool = True,
+    progress: bool = True,
+) -> RegistryEntry:
     """Run ``config`` and add the result to the registry (promoted unless ``promote=False``)."""
     from transformers import AutoTokenizer
 
     from pipeline.settings import ModelSettings
 
     settings = settings or ModelSettings()
-    base_dir = Path(config.base_model_dir) if config.base_model_dir else settings.resolved_base_model_dir()
+    base_dir = (
+        Path(config.base_model_dir) if config.base_model_dir else settings.resolved_base_model_dir()
+    )
     registry = registry or Registry(settings.registry_dir, base_dir)
     device = resolve_device(settings.device)
     if config.torch_threads:
@@ -122,22 +148,35 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
     started = time.monotonic()
 
     data_dir = Path(config.data_dir) if config.data_dir else DATA_DIR
-    splits = make_splits(data_dir, heldout_fraction=config.heldout_fraction,
-                         validation_fraction=config.validation_fraction, seed=config.seed)
+    splits = make_splits(
+        data_dir,
+        heldout_fraction=config.heldout_fraction,
+        validation_fraction=config.validation_fraction,
+        seed=config.seed,
+    )
     write_heldout(splits, data_dir)
     log.info("train: data %s", splits.stats)
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
     data = encode(splits.train, tokenizer, config.max_length_tokens)
     lengths = [len(x) for x in data.input_ids]
 
-    model = MultiTaskClassifier.build(base_dir, config.adapter, head_dropout=config.head_dropout).to(device)
+    model = MultiTaskClassifier.build(
+        base_dir, config.adapter, head_dropout=config.head_dropout
+    ).to(device)
     adapter_params, head_params = model.trainable_parameters()
-    log.info("train: %d adapter and %d head parameters trainable on %s",
-             sum(p.numel() for p in adapter_params), sum(p.numel() for p in head_params), device)
+    log.info(
+        "train: %d adapter and %d head parameters trainable on %s",
+        sum(p.numel() for p in adapter_params),
+        sum(p.numel() for p in head_params),
+        device,
+    )
     optimizer = torch.optim.AdamW(
-        [{"params": adapter_params, "lr": config.learning_rate},
-         {"params": head_params, "lr": config.head_learning_rate}],
-        weight_decay=config.weight_decay)
+        [
+            {"params": adapter_params, "lr": config.learning_rate},
+            {"params": head_params, "lr": config.head_learning_rate},
+        ],
+        weight_decay=config.weight_decay,
+    )
     batches_per_epoch = len(epoch_batches(len(data), lengths, config.batch_size, config.seed, 0))
     steps_per_epoch = max(1, batches_per_epoch // config.grad_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
@@ -150,24 +189,40 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
         return min(1.0, spent / config.max_train_seconds)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, int(config.warmup_fraction * total_steps), time_fraction))
-    weights = {task: _class_weights(getattr(data, task), num_classes(task), config.class_weighting)
-               for task in TASKS}
+        optimizer, _lr_lambda(total_steps, int(config.warmup_fraction * total_steps), time_fraction)
+    )
+    weights = {
+        task: _class_weights(getattr(data, task), num_classes(task), config.class_weighting)
+        for task in TASKS
+    }
     weights = {k: (v.to(device) if v is not None else None) for k, v in weights.items()}
     eval_every = max(1, batches_per_epoch // config.evals_per_epoch)
 
     config_hash = hashlib.sha256(config.to_json().encode()).hexdigest()[:16]
-    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else registry.root.parent / "checkpoints"
+    ckpt_dir = (
+        Path(config.checkpoint_dir)
+        if config.checkpoint_dir
+        else registry.root.parent / "checkpoints"
+    )
     ckpt_path = ckpt_dir / f"run-{config_hash}.pt"
-    state = {"epoch": 0, "batch": 0, "best": -1.0, "best_state": None, "bad_evals": 0,
-             "history": [], "elapsed_seconds": 0.0}
+    state = {
+        "epoch": 0,
+        "batch": 0,
+        "best": -1.0,
+        "best_state": None,
+        "bad_evals": 0,
+        "history": [],
+        "elapsed_seconds": 0.0,
+    }
     if ckpt_path.is_file():
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["trainable"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
-        log.info("train: resumed from %s at epoch %d batch %d", ckpt_path, state["epoch"], state["batch"])
+        log.info(
+            "train: resumed from %s at epoch %d batch %d", ckpt_path, state["epoch"], state["batch"]
+        )
     prior_seconds = state["elapsed_seconds"]  # spent by the runs this one resumes
     clock["prior"] = prior_seconds
 
@@ -175,16 +230,30 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         state["elapsed_seconds"] = prior_seconds + time.monotonic() - started
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"trainable": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "state": state}, tmp)
+        torch.save(
+            {
+                "trainable": _trainable_state(model),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": state,
+            },
+            tmp,
+        )
         tmp.replace(ckpt_path)
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+    )
     bar = _progress(progress)
     stop = False
     with bar or nullcontext():
-        task_id = bar.add_task("train", total=batches_per_epoch * config.epochs, loss=0.0, rate=0.0,
-                               val="-") if bar else None
+        task_id = (
+            bar.add_task(
+                "train", total=batches_per_epoch * config.epochs, loss=0.0, rate=0.0, val="-"
+            )
+            if bar
+            else None
+        )
         if bar:
             bar.update(task_id, completed=state["epoch"] * batches_per_epoch + state["batch"])
         model.train()
@@ -196,15 +265,22 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
                 with autocast:
                     out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
                 loss, _ = multitask_loss(
-                    out, batch["topic"].to(device), batch["sentiment"].to(device),
-                    topic_class_weight=weights["topic"], sentiment_class_weight=weights["sentiment"],
-                    label_smoothing=config.label_smoothing, topic_weight=config.topic_loss_weight,
-                    sentiment_weight=config.sentiment_loss_weight)
+                    out,
+                    batch["topic"].to(device),
+                    batch["sentiment"].to(device),
+                    topic_class_weight=weights["topic"],
+                    sentiment_class_weight=weights["sentiment"],
+                    label_smoothing=config.label_smoothing,
+                    topic_weight=config.topic_loss_weight,
+                    sentiment_weight=config.sentiment_loss_weight,
+                )
                 if not torch.isfinite(loss):
                     raise TrainingError(f"train: loss is {float(loss)} at epoch {epoch} batch {b}")
                 (loss / config.grad_accumulation_steps).backward()
                 if (b + 1) % config.grad_accumulation_steps == 0 or b + 1 == len(batches):
-                    torch.nn.utils.clip_grad_norm_(adapter_params + head_params, config.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(
+                        adapter_params + head_params, config.max_grad_norm
+                    )
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -215,21 +291,44 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
                 if bar:
                     bar.update(task_id, advance=1, loss=ema, rate=rate)
                 if (b + 1) % 50 == 0:  # the bar only renders on a terminal; logs go anywhere
-                    log.info("train: epoch %d batch %d/%d loss %.4f %.1f examples/s",
-                             epoch, b + 1, len(batches), ema, rate)
+                    log.info(
+                        "train: epoch %d batch %d/%d loss %.4f %.1f examples/s",
+                        epoch,
+                        b + 1,
+                        len(batches),
+                        ema,
+                        rate,
+                    )
                 state.update(epoch=epoch, batch=b + 1)
                 last = b + 1 == len(batches)
                 elapsed = prior_seconds + time.monotonic() - started
                 over_time = bool(config.max_train_seconds and elapsed > config.max_train_seconds)
                 if (b + 1) % eval_every == 0 or last or over_time:
-                    score, val_results = _validate(model, tokenizer, splits.validation, config, device)
-                    state["history"].append({"epoch": epoch, "batch": b + 1, "val_macro_f1": score,
-                                             "train_loss_ema": ema})
-                    log.info("train: epoch %d batch %d val macro-F1 %.4f (best %.4f)",
-                             epoch, b + 1, score, state["best"])
+                    score, val_results = _validate(
+                        model, tokenizer, splits.validation, config, device
+                    )
+                    state["history"].append(
+                        {
+                            "epoch": epoch,
+                            "batch": b + 1,
+                            "val_macro_f1": score,
+                            "train_loss_ema": ema,
+                        }
+                    )
+                    log.info(
+                        "train: epoch %d batch %d val macro-F1 %.4f (best %.4f)",
+                        epoch,
+                        b + 1,
+                        score,
+                        state["best"],
+                    )
                     if score > state["best"]:
-                        state.update(best=score, best_state=_trainable_state(model), bad_evals=0,
-                                     best_val=val_results)
+                        state.update(
+                            best=score,
+                            best_state=_trainable_state(model),
+                            bad_evals=0,
+                            best_val=val_results,
+                        )
                     else:
                         state["bad_evals"] += 1
                     if bar:
@@ -238,7 +337,9 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
                         state.update(epoch=epoch + 1, batch=0)
                     save_checkpoint()
                     if state["bad_evals"] >= config.early_stopping_patience:
-                        log.info("train: early stop, %d evaluations without gain", state["bad_evals"])
+                        log.info(
+                            "train: early stop, %d evaluations without gain", state["bad_evals"]
+                        )
                         stop = True
                     if over_time:
                         log.info("train: time budget %.0f s reached", config.max_train_seconds)
@@ -249,14 +350,25 @@ def train(config: TrainConfig, settings=None, *, registry: Registry | None = Non
                 break
     model.load_state_dict(state["best_state"], strict=False)
     train_seconds = prior_seconds + time.monotonic() - started
-    entry = _finish(model, tokenizer, splits, config, registry, device, base_dir,
-                    state, train_seconds, promote)
+    entry = _finish(
+        model, tokenizer, splits, config, registry, device, base_dir, state, train_seconds, promote
+    )
     ckpt_path.unlink(missing_ok=True)
     return entry
 
 
-def _finish(model, tokenizer, splits, config: TrainConfig, registry: Registry, device: str,
-            base_dir: Path, state: dict, train_seconds: float, promote: bool) -> RegistryEntry:
+def _finish(
+    model,
+    tokenizer,
+    splits,
+    config: TrainConfig,
+    registry: Registry,
+    device: str,
+    base_dir: Path,
+    state: dict,
+    train_seconds: float,
+    promote: bool,
+) -> RegistryEntry:
     """Calibrate on validation, score held-out, write the entry (and promote it)."""
     val = state.get("best_val") or _validate(model, tokenizer, splits.validation, config, device)[1]
     model.eval()
@@ -273,14 +385,21 @@ def _finish(model, tokenizer, splits, config: TrainConfig, registry: Registry, d
     for task, rows in splits.heldout.items():
         from models.labels import label_index
 
-        logits = compute_logits(model, tokenizer, [r.text for r in rows],
-                                max_length_tokens=config.max_length_tokens, device=device,
-                                batch_size=config.eval_batch_size)[task]
+        logits = compute_logits(
+            model,
+            tokenizer,
+            [r.text for r in rows],
+            max_length_tokens=config.max_length_tokens,
+            device=device,
+            batch_size=config.eval_batch_size,
+        )[task]
         labels = np.array([label_index(task, r.label) for r in rows])
         heldout[task] = classification_metrics(labels, logits, task, temperatures[task])
         heldout[task]["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
     metrics: dict[str, Any] = {
-        "heldout": {t: {k: m[k] for k in ("n", "accuracy", "macro_f1", "ece")} for t, m in heldout.items()},
+        "heldout": {
+            t: {k: m[k] for k in ("n", "accuracy", "macro_f1", "ece")} for t, m in heldout.items()
+        },
         "validation_macro_f1": state["best"],
         "calibration": calibration,
         "train_seconds": round(train_seconds, 1),
@@ -288,17 +407,33 @@ def _finish(model, tokenizer, splits, config: TrainConfig, registry: Registry, d
         "torch_threads": torch.get_num_threads(),
     }
     for task, m in metrics["heldout"].items():
-        log.info("train: held-out %s accuracy %.4f macro-F1 %.4f", task, m["accuracy"], m["macro_f1"])
-    report = {"heldout": heldout, "calibration": calibration, "history": state["history"],
-              "data": splits.stats, "train_seconds": round(train_seconds, 1)}
+        log.info(
+            "train: held-out %s accuracy %.4f macro-F1 %.4f", task, m["accuracy"], m["macro_f1"]
+        )
+    report = {
+        "heldout": heldout,
+        "calibration": calibration,
+        "history": state["history"],
+        "data": splits.stats,
+        "train_seconds": round(train_seconds, 1),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         write_report(report, Path(tmp))
         entry = registry.add(
-            model, config=config.to_dict(), max_length_tokens=config.max_length_tokens,
-            temperatures=temperatures, metrics=metrics,
-            data={"snapshot_hash": splits.snapshot_hash, "label_counts": splits.label_counts(),
-                  "stats": splits.stats},
-            parent=registry.current_version(), report_dir=Path(tmp), base_model_dir=base_dir)
+            model,
+            config=config.to_dict(),
+            max_length_tokens=config.max_length_tokens,
+            temperatures=temperatures,
+            metrics=metrics,
+            data={
+                "snapshot_hash": splits.snapshot_hash,
+                "label_counts": splits.label_counts(),
+                "stats": splits.stats,
+            },
+            parent=registry.current_version(),
+            report_dir=Path(tmp),
+            base_model_dir=base_dir,
+        )
     if promote:
         registry.promote(entry.version)
     return entry

@@ -32,9 +32,18 @@ def _csv(path, rows):
 
 def test_evaluate_json_with_int_and_string_sentiment_labels(app, tiny_root, tmp_path):
     entry = make_tiny_entry(tiny_root)
-    data = _csv(tmp_path / "s.csv", [("Stocks tumble", 0), ("Shares jump", "positive"),
-                                     ("Fed meets", 2), ("Oil flat", "neutral")])
-    result = CliRunner().invoke(app, ["evaluate", "--task", "sentiment", "--data", str(data), "--json"])
+    data = _csv(
+        tmp_path / "s.csv",
+        [
+            ("Stocks tumble", 0),
+            ("Shares jump", "positive"),
+            ("Fed meets", 2),
+            ("Oil flat", "neutral"),
+        ],
+    )
+    result = CliRunner().invoke(
+        app, ["evaluate", "--task", "sentiment", "--data", str(data), "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["n"] == 4 and 0 <= report["accuracy"] <= 1 and 0 <= report["macro_f1"] <= 1
@@ -51,7 +60,9 @@ def test_evaluate_unknown_label_names_the_row(app, tiny_root, tmp_path):
 
 def test_evaluate_unknown_task(app, tmp_path):
     data = _csv(tmp_path / "x.csv", [("a", 1)])
-    result = CliRunner().invoke(app, ["evaluate", "--task", "ticker", "--data", str(data), "--json"])
+    result = CliRunner().invoke(
+        app, ["evaluate", "--task", "ticker", "--data", str(data), "--json"]
+    )
     assert result.exit_code == 2 and "expected topic or sentiment" in result.output
 
 

@@ -2,24 +2,42 @@ import csv
 
 import pytest
 
-from models.data import (DataError, dedup_key, deduplicate, make_splits, normalise_text,
-                         read_labelled_csv, Row, SOURCE_FILES)
+from models.data import (
+    SOURCE_FILES,
+    DataError,
+    Row,
+    dedup_key,
+    deduplicate,
+    make_splits,
+    normalise_text,
+    read_labelled_csv,
+)
 
 
 def test_normalise_text():
-    assert normalise_text("AT&amp;T  beats\n estimates https://t.co/abc123 ") == "AT&T beats estimates"
+    assert (
+        normalise_text("AT&amp;T  beats\n estimates https://t.co/abc123 ") == "AT&T beats estimates"
+    )
     assert dedup_key("Stocks RISE  https://t.co/x") == dedup_key("stocks rise https://t.co/y")
 
 
 def test_deduplicate_keeps_one_per_near_duplicate_group():
-    rows = [Row("Fed hikes https://t.co/a", 1), Row("fed  hikes https://t.co/b", 1),
-            Row("FED HIKES", 1), Row("Oil falls", 6)]
+    rows = [
+        Row("Fed hikes https://t.co/a", 1),
+        Row("fed  hikes https://t.co/b", 1),
+        Row("FED HIKES", 1),
+        Row("Oil falls", 6),
+    ]
     kept, stats = deduplicate(rows)
     assert len(kept) == 2 and stats["duplicates_dropped"] == 2
 
 
 def test_deduplicate_conflicting_labels_keeps_majority():
-    rows = [Row("Gold up https://t.co/a", 10), Row("gold up https://t.co/b", 10), Row("Gold up", 19)]
+    rows = [
+        Row("Gold up https://t.co/a", 10),
+        Row("gold up https://t.co/b", 10),
+        Row("Gold up", 19),
+    ]
     kept, stats = deduplicate(rows)
     assert [r.label for r in kept] == [10]
     assert stats["label_conflict_groups"] == 1
@@ -74,13 +92,16 @@ def test_read_labelled_csv_accepts_ints_and_names(tmp_path):
     assert [label for _, label in read_labelled_csv(path, "sentiment")] == [0, 2, 1, 2]
 
 
-@pytest.mark.parametrize(("rows", "task", "match"), [
-    ([("ok", 0), ("bad", 7)], "sentiment", "row 2: unknown sentiment label '7'"),
-    ([("ok", 0), ("bad", "bullishish")], "sentiment", "row 2: unknown sentiment label"),
-    ([("ok", 3), ("x", 20)], "topic", "row 2: unknown topic label '20'"),
-    ([("ok", 3), ("", 2)], "topic", "row 2: empty text"),
-    ([], "topic", "no rows"),
-])
+@pytest.mark.parametrize(
+    ("rows", "task", "match"),
+    [
+        ([("ok", 0), ("bad", 7)], "sentiment", "row 2: unknown sentiment label '7'"),
+        ([("ok", 0), ("bad", "bullishish")], "sentiment", "row 2: unknown sentiment label"),
+        ([("ok", 3), ("x", 20)], "topic", "row 2: unknown topic label '20'"),
+        ([("ok", 3), ("", 2)], "topic", "row 2: empty text"),
+        ([], "topic", "no rows"),
+    ],
+)
 def test_read_labelled_csv_bad_rows_name_the_row(tmp_path, rows, task, match):
     path = tmp_path / "bad.csv"
     _write(path, rows)

@@ -1,7 +1,13 @@
 import pytest
 
-from models.labels import (SENTIMENT_NAMES, TOPIC_NAMES, LabelError, label_index, sentiment_index,
-                           topic_index)
+from models.labels import (
+    SENTIMENT_NAMES,
+    TOPIC_NAMES,
+    LabelError,
+    label_index,
+    sentiment_index,
+    topic_index,
+)
 
 
 def test_label_sets():
@@ -10,12 +16,22 @@ def test_label_sets():
     assert SENTIMENT_NAMES == ("negative", "neutral", "positive")
 
 
-@pytest.mark.parametrize(("label", "expected"), [
-    (0, "negative"), (1, "positive"), (2, "neutral"),          # dataset: Bearish, Bullish, Neutral
-    ("0", "negative"), (" 1 ", "positive"), ("2", "neutral"),
-    ("negative", "negative"), ("Neutral", "neutral"), ("POSITIVE", "positive"),
-    ("bearish", "negative"), ("Bullish", "positive"),
-])
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        (0, "negative"),
+        (1, "positive"),
+        (2, "neutral"),  # dataset: Bearish, Bullish, Neutral
+        ("0", "negative"),
+        (" 1 ", "positive"),
+        ("2", "neutral"),
+        ("negative", "negative"),
+        ("Neutral", "neutral"),
+        ("POSITIVE", "positive"),
+        ("bearish", "negative"),
+        ("Bullish", "positive"),
+    ],
+)
 def test_sentiment_mapping(label, expected):
     assert SENTIMENT_NAMES[sentiment_index(label)] == expected
 

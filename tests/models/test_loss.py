@@ -9,8 +9,10 @@ N = IGNORE_INDEX
 
 def _outputs(seed=0, batch=6):
     g = torch.Generator().manual_seed(seed)
-    return {"topic_logits": torch.randn(batch, 20, generator=g, requires_grad=True),
-            "sentiment_logits": torch.randn(batch, 3, generator=g, requires_grad=True)}
+    return {
+        "topic_logits": torch.randn(batch, 20, generator=g, requires_grad=True),
+        "sentiment_logits": torch.randn(batch, 3, generator=g, requires_grad=True),
+    }
 
 
 def test_each_task_is_averaged_over_its_own_labelled_examples():

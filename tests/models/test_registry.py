@@ -41,8 +41,19 @@ def test_pointer_is_replaced_atomically(tiny_root):
 def test_manifest_is_self_describing(tiny_root):
     entry = make_tiny_entry(tiny_root)
     manifest = json.loads((entry.path / "entry.json").read_text())
-    for key in ("base_model", "code_version", "config", "created_at", "data", "libraries",
-                "metrics", "parent", "temperatures", "files", "max_length_tokens"):
+    for key in (
+        "base_model",
+        "code_version",
+        "config",
+        "created_at",
+        "data",
+        "libraries",
+        "metrics",
+        "parent",
+        "temperatures",
+        "files",
+        "max_length_tokens",
+    ):
         assert key in manifest
     assert manifest["base_model"]["hash"].startswith("sha256:")
     assert "adapter/adapter_config.json" in manifest["files"]

@@ -28,12 +28,19 @@ def _data(tmp_path):
 
 def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
     config = TrainConfig(
-        base_model_dir=str(tiny_base_dir(tiny_root)), data_dir=str(_data(tmp_path)),
-        max_length_tokens=16, adapter=AdapterConfig(rank=4, alpha=8, target_modules=["query", "value"]),
-        epochs=2, batch_size=16, evals_per_epoch=2, class_weighting="inverse_sqrt",
-        label_smoothing=0.05, torch_threads=1, checkpoint_dir=str(tmp_path / "ckpt"))
-    entry = train(
-        config, tiny_settings(tiny_root), progress=False)
+        base_model_dir=str(tiny_base_dir(tiny_root)),
+        data_dir=str(_data(tmp_path)),
+        max_length_tokens=16,
+        adapter=AdapterConfig(rank=4, alpha=8, target_modules=["query", "value"]),
+        epochs=2,
+        batch_size=16,
+        evals_per_epoch=2,
+        class_weighting="inverse_sqrt",
+        label_smoothing=0.05,
+        torch_threads=1,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
+    entry = train(config, tiny_settings(tiny_root), progress=False)
     registry = Registry(tiny_root, tiny_base_dir(tiny_root))
     assert registry.current_version() == entry.version
     assert set(entry.metrics["heldout"]) == {"topic", "sentiment"}
