@@ -1,10 +1,11 @@
 """The demo's report: a chart people look at, and a short Markdown summary.
 
-The chart has one panel per topic (the busiest ones and the spiked one): the
-negative ratio of each one-minute window against its trailing baseline band
-(mean +- 3 standard deviations of the previous windows, the same idea as the
-Prometheus rule), the article volume as bars, the true spike shaded and the
-moment the alert was delivered marked.
+The chart has one panel per topic (the busiest ones and the spiked one) and
+one for the spiked ticker: the negative ratio of the longest window the job
+emits (the hopping window, which the spike alert watches) against its trailing
+baseline band (mean +- 3 standard deviations of the previous windows, the same
+idea as the Prometheus rule), the article volume as bars, the true spike shaded
+and the moment the alert was delivered marked.
 """
 
 from __future__ import annotations
@@ -32,15 +33,21 @@ def _event_time_of_wall(result, wall: datetime) -> datetime | None:
     return start + timedelta(seconds=elapsed * result.truth.get("speedup", 1.0))
 
 
-def _series(result) -> dict[str, list]:
-    smallest = min((w.window_seconds for w in result.windows), default=0)
-    by_topic: dict[str, list] = defaultdict(list)
+def _series(result) -> tuple[dict[str, list], int]:
+    """Windows of the longest length per panel name ("topic" or "ticker XOM")."""
+    longest = max((w.window_seconds for w in result.windows), default=0)
+    ticker = (result.truth.get("spike") or {}).get("ticker") if result.truth else None
+    by_panel: dict[str, list] = defaultdict(list)
     for w in result.windows:
-        if w.dimension == "topic" and w.window_seconds == smallest:
-            by_topic[w.key].append(w)
-    for windows in by_topic.values():
+        if w.window_seconds != longest:
+            continue
+        if w.dimension == "topic":
+            by_panel[w.key].append(w)
+        elif w.dimension == "ticker" and w.key == ticker:
+            by_panel[f"ticker {w.key}"].append(w)
+    for windows in by_panel.values():
         windows.sort(key=lambda w: w.window_start)
-    return by_topic
+    return by_panel, longest
 
 
 def write_chart(result, path: Path) -> Path | None:
@@ -49,18 +56,18 @@ def write_chart(result, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_topic = _series(result)
+    by_topic, window_seconds = _series(result)
     if not by_topic:
         log.warning("no topic windows: no chart")
         return None
-    spike_key = result.truth.get("spike", {}).get("key") if result.truth else None
+    spike = result.truth.get("spike") if result.truth else None
+    spiked = [k for k in (spike.get("key"), f"ticker {spike.get('ticker')}") if k in by_topic] if spike else []
     busiest = sorted(by_topic, key=lambda k: -sum(w.articles for w in by_topic[k]))
-    topics = ([spike_key] if spike_key in by_topic else []) + [k for k in busiest if k != spike_key]
+    topics = (spiked + [k for k in busiest if k not in spiked and not k.startswith("ticker ")])
     topics = topics[:MAX_PANELS]
 
     fig, axes = plt.subplots(len(topics), 1, figsize=(11, 2.3 * len(topics)), sharex=True, squeeze=False)
     delivered = _event_time_of_wall(result, result.first_delivery_at) if result.first_delivery_at else None
-    spike = result.truth.get("spike") if result.truth else None
     for ax, topic in zip(axes[:, 0], topics, strict=False):
         windows = by_topic[topic]
         times = [w.window_end for w in windows]
@@ -80,17 +87,18 @@ def write_chart(result, path: Path) -> Path | None:
         ax.patch.set_visible(False)
         ax.fill_between(times, lows, highs, color="#9ecae1", alpha=0.5, label=f"baseline ±{SIGMA:g}σ")
         ax.plot(times, ratios, color="#08519c", marker=".", label="negative ratio")
-        if spike and topic == spike.get("key"):
+        if topic in spiked:
             ax.axvspan(_parse(spike["start"]), _parse(spike["end"]), color="#fcbba1", alpha=0.5,
                        label="injected spike")
-        if delivered and topic == (spike or {}).get("key"):
+        if delivered and topic in spiked:
             ax.axvline(delivered, color="#cb181d", linewidth=2, label="alert delivered")
         ax.set_ylim(0, 1)
         ax.set_ylabel("negative", fontsize=8)
         ax.set_title(topic, fontsize=10, loc="left")
         ax.legend(loc="upper left", fontsize=7)
     axes[-1, 0].set_xlabel("event time (UTC, replayed)")
-    fig.suptitle(f"finsentry demo {result.run_id}: negative ratio per topic, one-minute windows")
+    fig.suptitle(f"finsentry demo {result.run_id}: negative ratio per topic, "
+                 f"{window_seconds // 60}-minute windows (by window end)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

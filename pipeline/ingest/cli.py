@@ -197,6 +197,10 @@ def register(app: typer.Typer) -> None:
             8.0, help="Extra negative articles per minute on the key."
         ),
         key_rate_per_minute: float = typer.Option(1.0, help="Calm articles per minute on the key."),
+        spike_ticker: str = typer.Option(
+            "XOM", help="With a topic spike, tag the key's articles with this ticker too "
+            "('' for none), so the demo also shows a ticker spike."
+        ),
         data_dir: Path = typer.Option(
             None, file_okay=False, help="Labelled CSVs (default: models/data, then ../shared/data)."
         ),
@@ -224,6 +228,7 @@ def register(app: typer.Typer) -> None:
             spike_minutes=spike_minutes,
             spike_per_minute=spike_per_minute,
             key_rate_per_minute=key_rate_per_minute,
+            spike_ticker=spike_ticker or None,
         )
         rows, truth = build_demo_stream(spec, data_dir or ReplaySettings().data_dir)
         sidecar = write_demo_stream(rows, truth, out)

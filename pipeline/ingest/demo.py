@@ -94,6 +94,9 @@ class DemoSpec:
     spike_minutes: float = 5.0
     spike_per_minute: float = 8.0
     key_rate_per_minute: float = 1.0
+    #: With a topic spike, the key's articles (calm and spike) also carry this ticker,
+    #: so the same story shows as a ticker spike too ("" or None: no ticker).
+    spike_ticker: str | None = "XOM"
     sources: tuple[str, ...] = ("demo-wire", "demo-markets", "demo-business", "demo-social")
 
     def __post_init__(self) -> None:
@@ -325,6 +328,8 @@ def build_demo_stream(spec: DemoSpec, data_dir: Path | None = None) -> tuple[lis
         tickers = tagger.tickers(item.text)
         if kind in ("spike", "key") and spec.spike_dimension == "ticker":
             tickers = sorted({*tickers, spec.spike_key.upper().lstrip("$")})
+        elif kind in ("spike", "key") and spec.spike_ticker:
+            tickers = sorted({*tickers, spec.spike_ticker.upper().lstrip("$")})
         rows.append(
             {
                 "id": row_id,
@@ -360,6 +365,9 @@ def build_demo_stream(spec: DemoSpec, data_dir: Path | None = None) -> tuple[lis
             "articles": len(spike_ids),
             "ids": spike_ids,
             "synthetic_rewrite": spec.spike_dimension == "ticker",
+            "ticker": spec.spike_ticker.upper().lstrip("$")
+            if spec.spike_ticker and spec.spike_dimension == "topic"
+            else None,
         },
         "data": {"dir": _display(directory), "heldout": pools.heldout, "sha256": pools.files},
     }

@@ -61,6 +61,7 @@ class PrometheusServer:
             f"--config.file={self.config_file}",
             f"--storage.tsdb.path={self.process.dir / 'data'}",
             f"--web.listen-address={self.settings.host}:{self.settings.prometheus_port}",
+            f"--web.external-url={self.settings.prometheus_url}",
             "--web.enable-lifecycle",
             "--web.enable-admin-api",
             "--storage.tsdb.retention.time=7d",
@@ -118,6 +119,7 @@ class AlertmanagerServer:
             f"--config.file={self.config_file}",
             f"--storage.path={self.process.dir / 'data'}",
             f"--web.listen-address={self.settings.host}:{self.settings.alertmanager_port}",
+            f"--web.external-url={self.settings.alertmanager_url}",
             "--cluster.listen-address=",
         ])
 
