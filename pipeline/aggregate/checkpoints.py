@@ -16,16 +16,18 @@ _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def to_uri(path_or_uri: str) -> str:
-    """``/a/b`` -> ``file:///a/b``; URIs (``file://``, ``s3://``) are returned as they are."""
-    if "://" in path_or_uri:
+    """``/a/b`` -> ``file:///a/b``; other URIs (``s3://``) are returned as they are."""
+    local = local_path(path_or_uri)
+    if local is None:
         return path_or_uri
-    return Path(path_or_uri).expanduser().resolve().as_uri()
+    return local.expanduser().resolve().as_uri()
 
 
 def local_path(path_or_uri: str) -> Path | None:
-    """The local directory behind a path or ``file://`` URI; None for remote filesystems."""
-    if path_or_uri.startswith("file://"):
-        return Path(path_or_uri.removeprefix("file://"))
+    """The local directory behind a path or a ``file:`` URI (Flink reports savepoints as
+    ``file:/a/b``, users write ``file:///a/b``); None for remote filesystems."""
+    if path_or_uri.startswith("file:"):
+        return Path("/" + path_or_uri.removeprefix("file:").lstrip("/"))
     if "://" in path_or_uri:
         return None
     return Path(path_or_uri).expanduser()

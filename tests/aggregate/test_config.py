@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from pipeline.aggregate.checkpoints import (
     latest_checkpoint,
+    local_path,
     prune_older_runs,
     retained_checkpoints,
     to_uri,
@@ -153,6 +154,14 @@ def test_latest_checkpoint_spans_job_ids_and_skips_incomplete(tmp_path):
     assert latest_checkpoint("s3://bucket/checkpoints") is None
 
 
+def test_uris_and_local_paths(tmp_path):
+    assert to_uri(str(tmp_path)) == tmp_path.as_uri()
+    assert to_uri(f"file:{tmp_path}") == tmp_path.as_uri()  # how Flink reports savepoints
+    assert to_uri("s3://bucket/chk") == "s3://bucket/chk"
+    assert local_path(f"file://{tmp_path}") == tmp_path
+    assert local_path("s3://bucket/chk") is None
+
+
 def test_resolve_restore(tmp_path):
     settings = AggregateSettings(checkpoint_dir=str(tmp_path))
     assert resolve_restore(settings, "auto") is None
@@ -160,6 +169,7 @@ def test_resolve_restore(tmp_path):
     assert resolve_restore(settings, "auto") == chk.as_uri()
     assert resolve_restore(settings, "none") is None
     assert resolve_restore(settings, str(chk)) == chk.as_uri()
+    assert resolve_restore(settings, f"file:{chk}") == chk.as_uri()
     with pytest.raises(AggregateJobError, match="no checkpoint or savepoint"):
         resolve_restore(settings, str(tmp_path / "nothing"))
     # On a cluster, auto only searches a directory that was set explicitly.

@@ -1,5 +1,7 @@
 """Kill the job mid-stream (SIGKILL, no savepoint), restart it from its last retained
-checkpoint, and check that every window comes out exactly once with exact counts.
+checkpoint, and check that every window comes out exactly once with exact counts; then
+stop it with a savepoint (SIGTERM) and start it again from that savepoint, as for an
+upgrade.
 
 What makes this a real test of exactly-once: the killed job leaves an open Kafka
 transaction holding windows it had emitted but not committed, and offsets it had
@@ -59,7 +61,7 @@ def articles(prefix: str, start_seconds: int, end_seconds: int, count: int, rng:
     return out
 
 
-def test_kill_and_restart_neither_loses_nor_doubles_windows(aggregate_env):
+def test_kill_restart_and_savepoint_neither_lose_nor_double_windows(aggregate_env):
     env = aggregate_env
     kafka, settings = env.kafka, env.settings
     rng = random.Random(6)
@@ -111,15 +113,44 @@ def test_kill_and_restart_neither_loses_nor_doubles_windows(aggregate_env):
             settle_seconds=3 * settings.checkpoint_interval_ms / 1000,
         )
         log = second.log_tail()
+        written = read_windows(kafka, expected=len(expected), timeout_seconds=5, committed=False)
+        # For the record (pytest -rA): how much the killed job had emitted but not committed.
+        print(
+            f"windows committed at kill: {committed_at_kill}; records written in all, "
+            f"aborted included: {len(written)}; committed after the restart: {len(windows)}"
+        )
+        assert_exactly(windows, expected, log)
+        # An upgrade: stop with a savepoint (SIGTERM), then start from that savepoint.
+        assert second.stop() == 0, second.log_tail()
+        savepoint = second.status().get("savepoint")
+        assert savepoint and "/savepoint-" in savepoint, second.log_tail()
     finally:
         second.kill()
 
-    written = read_windows(kafka, expected=len(expected), timeout_seconds=5, committed=False)
-    # For the record (pytest -rA): how much the killed job had emitted but not committed.
-    print(
-        f"windows committed at kill: {committed_at_kill}; records written in all, "
-        f"aborted included: {len(written)}; committed in the end: {len(windows)}"
-    )
+    phase_d = articles("D", 372, 470, 40, rng)
+    produce(kafka, phase_d)
+    third = AggregateProcess(
+        kafka, settings, run_dir=env.run_dir, name="third", restore=savepoint
+    ).start()
+    try:
+        assert third.wait_running()["restored_from"].endswith(savepoint.split("/")[-1])
+        produce(kafka, watermark_movers(kafka, 490, "wm490"))
+        counted += phase_d + [decode_scored(m) for _, m in movers[2]]
+        expected = expected_windows(counted, settings, until=T0 + timedelta(seconds=480))
+        windows = read_windows(
+            kafka,
+            expected=len(expected),
+            timeout_seconds=150,
+            settle_seconds=3 * settings.checkpoint_interval_ms / 1000,
+        )
+        log = third.log_tail()
+    finally:
+        third.kill()
+    assert_exactly(windows, expected, log)
+
+
+def assert_exactly(windows, expected, log: str) -> None:
+    """Every expected window once, with exact counts, and nothing else."""
     keys = [window_key(w) for w in windows]
     doubled = {k for k in keys if keys.count(k) > 1}
     assert not doubled, f"windows emitted twice: {sorted(doubled, key=str)[:5]}"
