@@ -3,6 +3,8 @@
 import csv
 import json
 
+import pytest
+
 from models.config import AdapterConfig, TrainConfig
 from models.data import SOURCE_FILES
 from models.registry import Registry
@@ -52,3 +54,32 @@ def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
     assert entry.manifest["data"]["snapshot_hash"].startswith("sha256:")
     assert not list((tmp_path / "ckpt").glob("*.pt"))  # removed after success
     assert (tmp_path / "data" / "heldout_topic.csv").is_file()
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tiny_root, tmp_path, monkeypatch, caplog):
+    import models.train as train_module
+
+    config = TrainConfig(
+        base_model_dir=str(tiny_base_dir(tiny_root)),
+        data_dir=str(_data(tmp_path)),
+        max_length_tokens=16,
+        adapter=AdapterConfig(rank=4, alpha=8, target_modules=["query", "value"]),
+        epochs=1,
+        batch_size=16,
+        torch_threads=1,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_finish", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tiny_settings(tiny_root), progress=False)
+    assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 1
+    monkeypatch.undo()
+    caplog.set_level("INFO", logger="models.train")
+    entry = train(config, tiny_settings(tiny_root), progress=False)
+    assert "resumed from" in caplog.text
+    assert entry.metrics["validation_macro_f1"] >= 0
+    assert not list((tmp_path / "ckpt").glob("*.pt"))
