@@ -43,6 +43,7 @@ COMMAND_MODULES = [
     "models.feedback.cli",
     "pipeline.aggregate.cli",
     "pipeline.demo.cli",
+    "pipeline.articles.cli",
 ]
 
 app = typer.Typer(

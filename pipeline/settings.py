@@ -553,3 +553,34 @@ class ClassifierSettings(ServiceSettings):
     produce_timeout_seconds: float = Field(default=60.0, gt=0)
     #: A replica silent this long leaves the group and its partitions move (after kill -9).
     session_timeout_ms: int = Field(default=45_000, ge=6_000)
+
+
+class ArticleStoreSettings(ServiceSettings):
+    """The article store (``finsentry articles``) and its sink from ``news.scored``.
+
+    ``database_url`` is any SQLAlchemy URL (``postgresql+psycopg://user:pw@host/db``);
+    it is a secret because it may carry a password. The sink is one consumer
+    group: replicas share the partitions, offsets are committed after the rows
+    are in the database, and a record seen twice overwrites its own row.
+    """
+
+    section: ClassVar[str] = "articles"
+
+    database_url: SecretStr = SecretStr(f"sqlite:///{Path.home() / '.finsentry' / 'articles.db'}")
+    group_id: str = "finsentry-articles"
+    #: Records per database transaction (and per offset commit).
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    poll_timeout_ms: int = Field(default=500, ge=10)
+    #: Articles published longer ago than this are deleted (0 keeps everything).
+    retention_seconds: float = Field(default=30 * 24 * 3600.0, ge=0)
+    #: How often the sink deletes articles past retention.
+    prune_interval_seconds: float = Field(default=600.0, gt=0)
+    #: Drift statistics cover the articles scored within this sliding window.
+    drift_window_seconds: float = Field(default=3600.0, ge=60)
+    #: An article whose confidence is below this counts as low-confidence.
+    low_confidence_threshold: float = Field(default=0.5, gt=0, lt=1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Write a file_sd target so the local stack's Prometheus scrapes the sink.
+    register_target: bool = True
+    pipeline: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")

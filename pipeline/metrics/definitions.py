@@ -374,3 +374,36 @@ class ReplayMetrics(IngestMetrics):
             "Share of the input rows handled so far (0..1).",
             registry=registry,
         )
+
+
+class ArticleSinkMetrics:
+    """``finsentry articles sink``: ``news.scored`` -> the article store."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records_consumed = Counter(
+            "finsentry_articles_records_consumed",
+            "Records read from news.scored by the article sink.",
+            registry=registry,
+        )
+        self.articles_written = Counter(
+            "finsentry_articles_written",
+            "Article rows inserted or replaced in the article store (re-deliveries included).",
+            registry=registry,
+        )
+        self.records_dead_lettered = Counter(
+            "finsentry_articles_records_dead_lettered",
+            "Records the sink could not decode, sent to news.dlq, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.write_seconds = Histogram(
+            "finsentry_articles_write_seconds",
+            "Time of one batch's database transaction.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.articles_pruned = Counter(
+            "finsentry_articles_pruned",
+            "Articles deleted from the store past their retention.",
+            registry=registry,
+        )

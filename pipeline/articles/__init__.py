@@ -1,0 +1,1 @@
+"""The article store: scored articles for queries, alert context and drift."""
