@@ -17,23 +17,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from models.batching import collate, encode, epoch_batches
-from models.calibration import expected_calibration_error, fit_temperature, softmax
 from models.config import TrainConfig
 from models.data import DATA_DIR, make_splits, write_heldout
-from models.evaluate import classification_metrics, write_report
+from models.evaluate import classification_metrics
 from models.labels import TASKS, num_classes
 from models.loading import compute_logits, resolve_device
 from models.model import MultiTaskClassifier, multitask_loss
+from models.publish import publish
 from models.registry import Registry, RegistryEntry
 
 log = logging.getLogger(__name__)
@@ -78,7 +76,7 @@ def _trainable_state(model: MultiTaskClassifier) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
-def _validate(model, tokenizer, val, config: TrainConfig, device: str) -> tuple[float, dict]:
+def validate(model, tokenizer, val, config: TrainConfig, device: str) -> tuple[float, dict]:
     """(mean macro-F1 over tasks, {task: (labels, logits)}) on the validation split."""
     model.eval()
     logits = compute_logits(
@@ -304,7 +302,7 @@ def train(
                 elapsed = prior_seconds + time.monotonic() - started
                 over_time = bool(config.max_train_seconds and elapsed > config.max_train_seconds)
                 if (b + 1) % eval_every == 0 or last or over_time:
-                    score, val_results = _validate(
+                    score, val_results = validate(
                         model, tokenizer, splits.validation, config, device
                     )
                     state["history"].append(
@@ -350,90 +348,8 @@ def train(
                 break
     model.load_state_dict(state["best_state"], strict=False)
     train_seconds = prior_seconds + time.monotonic() - started
-    entry = _finish(
+    entry = publish(
         model, tokenizer, splits, config, registry, device, base_dir, state, train_seconds, promote
     )
     ckpt_path.unlink(missing_ok=True)
-    return entry
-
-
-def _finish(
-    model,
-    tokenizer,
-    splits,
-    config: TrainConfig,
-    registry: Registry,
-    device: str,
-    base_dir: Path,
-    state: dict,
-    train_seconds: float,
-    promote: bool,
-) -> RegistryEntry:
-    """Calibrate on validation, score held-out, write the entry (and promote it)."""
-    val = state.get("best_val") or _validate(model, tokenizer, splits.validation, config, device)[1]
-    model.eval()
-    temperatures, calibration = {}, {}
-    for task, (labels, logits) in val.items():
-        t = fit_temperature(logits, labels)
-        temperatures[task] = t
-        calibration[task] = {
-            "temperature": t,
-            "val_ece_before": expected_calibration_error(softmax(logits), labels),
-            "val_ece_after": expected_calibration_error(softmax(logits / t), labels),
-        }
-    heldout = {}
-    for task, rows in splits.heldout.items():
-        from models.labels import label_index
-
-        logits = compute_logits(
-            model,
-            tokenizer,
-            [r.text for r in rows],
-            max_length_tokens=config.max_length_tokens,
-            device=device,
-            batch_size=config.eval_batch_size,
-        )[task]
-        labels = np.array([label_index(task, r.label) for r in rows])
-        heldout[task] = classification_metrics(labels, logits, task, temperatures[task])
-        heldout[task]["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
-    metrics: dict[str, Any] = {
-        "heldout": {
-            t: {k: m[k] for k in ("n", "accuracy", "macro_f1", "ece")} for t, m in heldout.items()
-        },
-        "validation_macro_f1": state["best"],
-        "calibration": calibration,
-        "train_seconds": round(train_seconds, 1),
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-    }
-    for task, m in metrics["heldout"].items():
-        log.info(
-            "train: held-out %s accuracy %.4f macro-F1 %.4f", task, m["accuracy"], m["macro_f1"]
-        )
-    report = {
-        "heldout": heldout,
-        "calibration": calibration,
-        "history": state["history"],
-        "data": splits.stats,
-        "train_seconds": round(train_seconds, 1),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        write_report(report, Path(tmp))
-        entry = registry.add(
-            model,
-            config=config.to_dict(),
-            max_length_tokens=config.max_length_tokens,
-            temperatures=temperatures,
-            metrics=metrics,
-            data={
-                "snapshot_hash": splits.snapshot_hash,
-                "label_counts": splits.label_counts(),
-                "stats": splits.stats,
-            },
-            parent=registry.current_version(),
-            report_dir=Path(tmp),
-            base_model_dir=base_dir,
-        )
-    if promote:
-        registry.promote(entry.version)
     return entry

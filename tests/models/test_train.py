@@ -73,7 +73,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_root, tmp_path, monkey
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_finish", crash)
+    monkeypatch.setattr(train_module, "publish", crash)
     with pytest.raises(KeyboardInterrupt):
         train(config, tiny_settings(tiny_root), progress=False)
     assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 1
