@@ -221,6 +221,12 @@ def expected_windows(
     return result
 
 
+#: ``finsentry aggregate`` through the main CLI (loads every area's commands).
+FINSENTRY_AGGREGATE = (sys.executable, "-m", "pipeline.cli", "aggregate")
+#: The same command alone (``python -m pipeline.aggregate``): the default here.
+PYTHON_M_AGGREGATE = (sys.executable, "-m", "pipeline.aggregate")
+
+
 class AggregateProcess:
     """``finsentry aggregate`` in its own process group, with its log in ``run_dir``."""
 
@@ -232,9 +238,10 @@ class AggregateProcess:
         run_dir: Path,
         restore: str = "auto",
         name: str = "aggregate",
+        command: tuple[str, ...] = PYTHON_M_AGGREGATE,
     ) -> None:
         self.kafka, self.settings, self.run_dir = kafka, settings, run_dir
-        self.restore, self.name = restore, name
+        self.restore, self.name, self.command = restore, name, command
         self.status_file = run_dir / f"{name}.status.json"
         self.log_path = run_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
@@ -247,9 +254,7 @@ class AggregateProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "pipeline.aggregate",
+                *self.command,
                 "--restore",
                 self.restore,
                 "--status-file",
@@ -268,7 +273,7 @@ class AggregateProcess:
         except (OSError, ValueError):
             return {}
 
-    def wait_running(self, timeout_seconds: float = 120.0) -> dict:
+    def wait_running(self, timeout_seconds: float = 300.0) -> dict:
         """Block until Flink reports the job RUNNING; raise with the log tail if it dies."""
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:

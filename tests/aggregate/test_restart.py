@@ -20,6 +20,7 @@ import pytest
 
 from pipeline.aggregate.checkpoints import retained_checkpoints
 from pipeline.aggregate.testing import (
+    FINSENTRY_AGGREGATE,
     T0,
     AggregateProcess,
     expected_windows,
@@ -70,7 +71,11 @@ def test_kill_restart_and_savepoint_neither_lose_nor_double_windows(aggregate_en
     phase_c = articles("C", 250, 350, 60, rng) + phase_b[-20:]  # while down; re-sends 20 B ids
     movers = [watermark_movers(kafka, at, f"wm{at}") for at in (130, 250, 370)]
 
-    first = AggregateProcess(kafka, settings, run_dir=env.run_dir, name="first").start()
+    # The first run goes through the main CLI, `finsentry aggregate`; the others run the
+    # same command alone (python -m pipeline.aggregate).
+    first = AggregateProcess(
+        kafka, settings, run_dir=env.run_dir, name="first", command=FINSENTRY_AGGREGATE
+    ).start()
     try:
         first.wait_running()
         produce(kafka, phase_a)
