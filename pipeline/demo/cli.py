@@ -46,7 +46,10 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         keep: bool = typer.Option(False, "--keep", help="Leave everything running and print the addresses."),
-        speedup: float = typer.Option(15.0, help="Event time runs this many times faster than wall time."),
+        speedup: float = typer.Option(
+            10.0, help="Event time runs this many times faster than wall time (the alert rules need
+            about 150 s of wall-clock history before they judge a key)."
+        ),
         stream: Path = typer.Option(None, help="Replay this stream (default: the bundled demo stream)."),
         report_dir: Path = typer.Option(None, help="Where to write the chart and summary "
                                         "(default: the run directory)."),
@@ -66,9 +69,14 @@ def register(app: typer.Typer) -> None:
 
         from pipeline.demo.run import DEFAULT_STREAM, DemoOptions, run_demo
 
+        from rich.logging import RichHandler
+
         # SIGTERM unwinds like Ctrl-C, so the stages this run started are stopped.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         logging.getLogger("kafka").setLevel(logging.ERROR)
+        # Log lines print above the live table instead of tearing it.
+        root = logging.getLogger()
+        root.handlers[:] = [RichHandler(console=console, show_path=False, markup=False)]
 
         options = DemoOptions(stream=stream or DEFAULT_STREAM, speedup=speedup, keep=keep,
                               report_dir=report_dir, timeout_seconds=timeout_seconds)

@@ -38,7 +38,7 @@ SPIKE_ALERT = "NegativeSentimentSpike"
 class DemoOptions:
     stream: Path = DEFAULT_STREAM
     #: Event time runs this many times faster than wall time.
-    speedup: float = 15.0
+    speedup: float = 10.0
     #: Replay at this many items per second instead (0: as fast as Kafka takes them).
     rate_per_second: float | None = None
     keep: bool = False

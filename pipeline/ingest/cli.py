@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         """Replay a CSV/JSONL file into news.raw at a rate or a speed-up of its timestamps.
 
         Rows: `text` (or `title`/`body`), optional `published_at` (RFC 3339 or epoch),
-        `source`, `tickers`, `url`, `id`. With --speedup 15, rows 15 minutes apart in
+        `source`, `tickers`, `url`, `id`. With --speedup 10, rows 15 minutes apart in
         the file are sent 1 minute apart; with --timestamps rebase (default) every
         time is shifted so that the first row happens now. Without --rate or
         --speedup the rate is FINSENTRY_REPLAY_RATE_PER_SECOND (10/s).
@@ -210,7 +210,7 @@ def register(app: typer.Typer) -> None:
         Texts come from the model's held-out splits when present (models/data/
         heldout_*.csv), else from the training CSVs. The truth file (OUT with
         .truth.json) names the spike's dimension, key, start and end.
-        Replay it with: finsentry replay OUT --speedup 15
+        Replay it with: finsentry replay OUT --speedup 10
         """
         from datetime import UTC
 

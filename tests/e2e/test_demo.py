@@ -18,12 +18,14 @@ from pipeline.ingest.demo import DemoSpec, build_demo_stream, write_demo_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SPEEDUP = 20.0
+# The rules judge a key only with 18 baseline samples (5 s apart) ending 1 minute ago:
+# the spike must come at least ~150 s of wall time into the replay.
+SPEEDUP = 10.0
 
 
 def _stream(tmp_path: Path, name: str, *, with_spike: bool) -> Path:
-    spec = DemoSpec(seed=11, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC), duration_minutes=24.0,
-                    spike_start_minute=16.0, spike_minutes=5.0, spike_per_minute=10.0)
+    spec = DemoSpec(seed=11, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC), duration_minutes=33.0,
+                    spike_start_minute=27.0, spike_minutes=5.0, spike_per_minute=10.0)
     rows, truth = build_demo_stream(spec)
     if not with_spike:
         rows = [row for row in rows if not row.get("spike")]
