@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
     def demo(
         keep: bool = typer.Option(False, "--keep", help="Leave everything running and print the addresses."),
         speedup: float = typer.Option(
-            10.0, help="Event time runs this many times faster than wall time (the alert rules need
-            about 150 s of wall-clock history before they judge a key)."
+            10.0, help="Event time runs this many times faster than wall time (the alert rules "
+            "need about 150 s of wall-clock history before they judge a key)."
         ),
         stream: Path = typer.Option(None, help="Replay this stream (default: the bundled demo stream)."),
         report_dir: Path = typer.Option(None, help="Where to write the chart and summary "
