@@ -133,7 +133,8 @@ def detection_run(stream: Path, speedup: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Throughput run only (skip detection).")
     parser.add_argument("--json", action="store_true", help="Print only the JSON result.")
     parser.add_argument("--stream", type=Path, default=DEFAULT_STREAM)
@@ -156,7 +157,8 @@ def main() -> None:
     if not args.quick:
         result["detection"] = detection_run(args.stream, args.speedup)
     sustained = result["throughput"]["sustained_items_per_s"]
-    result["pipeline_share_of_engine"] = sustained / result["baseline_engine_items_per_s"] if sustained else None
+    engine = result["baseline_engine_items_per_s"]
+    result["pipeline_share_of_engine"] = sustained / engine if sustained else None
     out = REPO / "bench" / "results" / ("e2e-quick.json" if args.quick else "e2e.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")

@@ -67,9 +67,9 @@ def register(app: typer.Typer) -> None:
         import logging
         import signal
 
-        from pipeline.demo.run import DEFAULT_STREAM, DemoOptions, run_demo
-
         from rich.logging import RichHandler
+
+        from pipeline.demo.run import DEFAULT_STREAM, DemoOptions, run_demo
 
         # SIGTERM unwinds like Ctrl-C, so the stages this run started are stopped.
         signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -61,7 +61,8 @@ def write_chart(result, path: Path) -> Path | None:
         log.warning("no topic windows: no chart")
         return None
     spike = result.truth.get("spike") if result.truth else None
-    spiked = [k for k in (spike.get("key"), f"ticker {spike.get('ticker')}") if k in by_topic] if spike else []
+    candidates = (spike.get("key"), f"ticker {spike.get('ticker')}") if spike else ()
+    spiked = [k for k in candidates if k in by_topic]
     busiest = sorted(by_topic, key=lambda k: -sum(w.articles for w in by_topic[k]))
     topics = (spiked + [k for k in busiest if k not in spiked and not k.startswith("ticker ")])
     topics = topics[:MAX_PANELS]

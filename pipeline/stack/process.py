@@ -90,7 +90,8 @@ class ManagedProcess:
         last_error = "probe answered not ready"
         while time.monotonic() < deadline:
             if self.pid() is None:
-                raise StackError(f"{self.name} exited during start-up; see {self.log_file}:\n{self.log_tail()}")
+                raise StackError(
+                    f"{self.name} exited during start-up; see {self.log_file}:\n{self.log_tail()}")
             try:
                 if probe():
                     return
