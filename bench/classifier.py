@@ -191,6 +191,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     settings = ModelSettings(**({"registry_dir": args.registry} if args.registry else {}))
     registry = Registry.from_settings(settings)
     entry = registry.current()
@@ -312,7 +313,8 @@ def main() -> None:
         "cpu_time_speedup_vs_hf_pipeline": round(
             results[cpu_best]["items_per_cpu_s"] / baseline_cpu_ips, 2
         ),
-        "hardware": hardware(),
+        "hardware": {**hardware(), "torch_threads": threads},
+        "engine_cpu_parallelism": "batches: one torch thread per core, sub-batches in parallel",
         "code_version": code_version(),
         "note": (
             "2 cores shared with other processes (load_average_1m). items_per_s is wall "

@@ -150,10 +150,13 @@ def main() -> None:
     # Engine alone, same records, same micro-batch size, in this process, measured
     # before the service starts and again after it stopped (best of the two: the
     # cores are shared, and the service must not be compared with a disturbed run).
+    import torch
+
     from models.inference import engine_from_registry
     from models.registry import Registry
     from pipeline.classify.runner import engine_options
 
+    threads_at_start = torch.get_num_threads()
     model_settings = ModelSettings(**({"registry_dir": args.registry} if args.registry else {}))
     registry = Registry.from_settings(model_settings)
     engine = engine_from_registry(
@@ -251,7 +254,7 @@ def main() -> None:
             "service_vs_engine": round(report["service_items_per_s"] / engine_ips, 3),
             "batch_size": service_settings.batch_size,
             "max_wait_ms": service_settings.max_wait_ms,
-            "hardware": hardware(),
+            "hardware": {**hardware(), "torch_threads_at_start": threads_at_start},
             "code_version": code_version(),
             "note": "service, broker, producer and reader share the 2 cores; so do other users",
         }
