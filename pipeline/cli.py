@@ -44,6 +44,7 @@ COMMAND_MODULES = [
     "pipeline.aggregate.cli",
     "pipeline.demo.cli",
     "pipeline.articles.cli",
+    "models.explain_cli",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,67 @@
+"""Explanations by occlusion on the shipped model: faithful, stable, cached."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.explain import Explainer, ExplainError, explain_texts, split_words
+
+HEADLINE = "Oil major slashes dividend as profits collapse amid fraud lawsuit"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from models.inference import EngineOptions, engine_from_registry
+    from models.registry import Registry
+    from pipeline.settings import ModelSettings
+
+    settings = ModelSettings()
+    registry = Registry(settings.registry_dir, settings.resolved_base_model_dir())
+    return engine_from_registry(registry, options=EngineOptions(device="cpu", precision="fp32"))
+
+
+def _p_negative(engine, text: str) -> float:
+    _, sentiment = engine.probabilities([text])
+    return float(sentiment[0, engine.sentiment_names.index("negative")])
+
+
+def test_removing_the_top_words_lowers_the_negative_score(engine):
+    explanation = Explainer(engine, top_k=3).explain(HEADLINE)
+    assert explanation.sentiment.label == "negative"
+    assert explanation.sentiment.probability > 0.8  # a strongly negative headline
+    top = {w.index for w in explanation.sentiment.words}
+    assert len(top) == 3 and all(w.weight > 0 for w in explanation.sentiment.words)
+    assert explanation.sentiment.phrases and explanation.topic.words
+
+    words = [HEADLINE[s:e] for s, e in split_words(HEADLINE)]
+    without_top = " ".join(w for i, w in enumerate(words) if i not in top)
+    rng = np.random.default_rng(0)
+    others = [i for i in range(len(words)) if i not in top]
+    without_random = " ".join(
+        w for i, w in enumerate(words) if i not in set(rng.choice(others, 3, replace=False))
+    )
+    before = _p_negative(engine, HEADLINE)
+    assert before == pytest.approx(explanation.sentiment.probability, abs=1e-3)
+    after_top = _p_negative(engine, without_top)
+    # Faithful: the top words carry the decision, more than three other words do.
+    assert after_top < before - explanation.sentiment.words[0].weight + 1e-6
+    assert after_top < _p_negative(engine, without_random)
+
+
+def test_explanations_are_stable_and_cached(engine):
+    explainer = Explainer(engine, top_k=5)
+    first = explainer.explain(HEADLINE)
+    again = explain_texts(engine, [HEADLINE], top_k=5)[0]  # recomputed, not cached
+    assert again.sentiment == first.sentiment and again.topic == first.topic
+    assert explainer.explain(HEADLINE) is first
+    assert (explainer.hits, explainer.misses) == (1, 1)
+    restored = type(first).from_json(json.loads(json.dumps(first.to_json())))
+    assert restored == first
+
+
+def test_a_text_without_words_is_refused(engine):
+    with pytest.raises(ExplainError, match="no words"):
+        explain_texts(engine, ["   "])
