@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kafka.errors import KafkaError
+
 from pipeline.demo.observe import TopicReader, prometheus_query, topic_offsets
 from pipeline.demo.services import FINSENTRY, PipelineServices, Ports
 from pipeline.kafka_io import ensure_topics
@@ -159,7 +161,13 @@ def run_demo(options: DemoOptions, on_progress: Callable[[dict], None] | None = 
         drained_since: float | None = None
         while time.monotonic() < deadline:
             services.check_alive()
-            _observe(result, kafka, readers, receiver, stack.settings.prometheus_url)
+            try:
+                _observe(result, kafka, readers, receiver, stack.settings.prometheus_url)
+            except KafkaError as exc:
+                # The stages ride out a broker restart; so does the observer.
+                log.warning("observing the pipeline failed (%s); retrying", exc)
+                time.sleep(2.0)
+                continue
             if not result.truth and truth_out.exists():
                 result.truth = {**json.loads(truth_out.read_text()), "speedup": options.speedup}
             replay_done = not replay.is_running()
