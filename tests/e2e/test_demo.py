@@ -25,7 +25,7 @@ SPEEDUP = 10.0
 
 def _stream(tmp_path: Path, name: str, *, with_spike: bool) -> Path:
     spec = DemoSpec(seed=11, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC), duration_minutes=33.0,
-                    spike_start_minute=27.0, spike_minutes=5.0, spike_per_minute=10.0)
+                    spike_start_minute=27.0, spike_minutes=5.0, spike_per_minute=8.0)
     rows, truth = build_demo_stream(spec)
     if not with_spike:
         rows = [row for row in rows if not row.get("spike")]
