@@ -47,5 +47,9 @@ lint: setup ## Static checks (ruff)
 bench: setup ## Run every benchmark in quick mode; results go to bench/results/
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done
 
+chaos: setup ## Fault-injection suite on 10,000 articles (kills, broker restart); writes bench/results/chaos.json
+	FINSENTRY_CHAOS_ARTICLES=10000 FINSENTRY_CHAOS_RESULT=bench/results/chaos.json \
+		$(BIN)/pytest tests/chaos -s -p no:cacheprovider --timeout 3600 $(PYTEST_ARGS)
+
 clean: down ## Stop the stack and remove the venv (caches outside the repo stay)
 	rm -rf $(VENV)

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: kafka-python backs off reconnects up to 30 s by default, so a client could stay away
+#: for half a minute after a restarted broker is back; Java clients cap this at 1 s.
+RECONNECT = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 1000}
+
 
 def _build(settings: KafkaSettings, factory: Callable[..., T], *args, **config) -> T:
     guard_logs(settings)
@@ -47,9 +51,12 @@ def make_producer(settings: KafkaSettings, **overrides):
 
     config = {
         **settings.client_config(),
+        **RECONNECT,
         "acks": "all",
         "linger_ms": 5,
-        "retries": 10,
+        # Retry until delivery_timeout_ms (120 s) runs out: a count of 10 is spent in about a
+        # second of NotLeaderForPartition while a restarted broker re-elects its leaders.
+        "retries": 2_147_483_647,
         "max_in_flight_requests_per_connection": 1,
         "compression_type": None,
         "max_request_size": 4 * 1024 * 1024,
@@ -64,6 +71,7 @@ def make_consumer(settings: KafkaSettings, group_id: str | None, *topics: str, *
 
     config = {
         **settings.client_config(),
+        **RECONNECT,
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -76,7 +84,7 @@ def make_consumer(settings: KafkaSettings, group_id: str | None, *topics: str, *
 def make_admin(settings: KafkaSettings):
     from kafka import KafkaAdminClient
 
-    return _build(settings, KafkaAdminClient, **settings.client_config())
+    return _build(settings, KafkaAdminClient, **settings.client_config(), **RECONNECT)
 
 
 def ensure_topics(

@@ -28,7 +28,14 @@ class ArticleSink(Protocol):
 class KafkaSink:
     """Produces to ``settings.topic_raw`` with ``pipeline.kafka_io.make_producer``."""
 
-    def __init__(self, settings: KafkaSettings, *, flush_timeout_seconds: float = 60.0) -> None:
+    #: Longer than the producer's delivery timeout (kafka-python: 120 s), so that a flush
+    #: during a broker restart waits for every record to be acknowledged or to expire in
+    #: the producer, instead of giving up on records the producer is still retrying.
+    FLUSH_TIMEOUT_SECONDS = 150.0
+
+    def __init__(
+        self, settings: KafkaSettings, *, flush_timeout_seconds: float = FLUSH_TIMEOUT_SECONDS
+    ) -> None:
         from pipeline.kafka_io import make_producer
 
         self.topic = settings.topic_raw
