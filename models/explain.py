@@ -14,7 +14,7 @@ score by at least the top weight), at the cost of ``words + 1`` sequences per
 text (docs/explain.md has the measured cost). Phrases are runs of adjacent
 words that are among the top words.
 
-Results are cached in an LRU keyed by (model version, text, top_k); the article
+Results are cached in an LRU keyed by (model version, text, top_k, class); the article
 store keeps explanations of stored articles (``ArticleStore.set_explanation``).
 """
 
@@ -133,9 +133,20 @@ def _phrases(words: list[str], top: list[WordWeight]) -> list[str]:
     return [text for _, text in sorted(runs, key=lambda r: -r[0])]
 
 
-def _head(names: tuple[str, ...], probs: np.ndarray, words: list[str], top_k: int) -> HeadExplanation:
-    """``probs``: row 0 the original, row 1 + i the text without word i."""
-    cls = int(probs[0].argmax())
+def _head(
+    names: tuple[str, ...],
+    probs: np.ndarray,
+    words: list[str],
+    top_k: int,
+    target: str | None = None,
+) -> HeadExplanation:
+    """``probs``: row 0 the original, row 1 + i the text without word i.
+
+    ``target``: the class to explain; None explains the predicted class.
+    """
+    if target is not None and target not in names:
+        raise ExplainError(f"explain: unknown class {target!r} (one of {', '.join(names)})")
+    cls = names.index(target) if target is not None else int(probs[0].argmax())
     drops = probs[0, cls] - probs[1:, cls]
     order = np.argsort(-drops, kind="stable")
     top = [
@@ -151,8 +162,18 @@ def _head(names: tuple[str, ...], probs: np.ndarray, words: list[str], top_k: in
     )
 
 
-def explain_texts(engine: ScoringEngine, texts: list[str], *, top_k: int = 5) -> list[Explanation]:
-    """Explain several texts with one engine call (all variants in one batch)."""
+def explain_texts(
+    engine: ScoringEngine,
+    texts: list[str],
+    *,
+    top_k: int = 5,
+    sentiment_class: str | None = None,
+) -> list[Explanation]:
+    """Explain several texts with one engine call (all variants in one batch).
+
+    ``sentiment_class`` (e.g. ``negative``) explains that class instead of the
+    predicted one: what an alert about negative news needs to show.
+    """
     if top_k < 1:
         raise ExplainError(f"explain: top_k must be >= 1, got {top_k}")
     batch: list[str] = []
@@ -175,7 +196,9 @@ def explain_texts(engine: ScoringEngine, texts: list[str], *, top_k: int = 5) ->
             Explanation(
                 text=text,
                 model_version=engine.version,
-                sentiment=_head(tuple(engine.sentiment_names), sentiment[rows], words, top_k),
+                sentiment=_head(
+                    tuple(engine.sentiment_names), sentiment[rows], words, top_k, sentiment_class
+                ),
                 topic=_head(tuple(engine.topic_names), topic[rows], words, top_k),
                 sequences=len(words) + 1,
                 # Shared batch: each text is charged its share of sequences.
@@ -192,7 +215,7 @@ class Explainer:
         self.engine = engine
         self.top_k = top_k
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str, int], Explanation] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, int, str | None], Explanation] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -213,15 +236,15 @@ class Explainer:
         )
         return cls(engine_from_registry(registry, options=options, warmup=False), **kwargs)
 
-    def explain(self, text: str) -> Explanation:
-        return self.explain_many([text])[0]
+    def explain(self, text: str, *, sentiment_class: str | None = None) -> Explanation:
+        return self.explain_many([text], sentiment_class=sentiment_class)[0]
 
-    def explain_many(self, texts: list[str]) -> list[Explanation]:
+    def explain_many(self, texts: list[str], *, sentiment_class: str | None = None) -> list[Explanation]:
         version = self.engine.version
         with self._lock:
             found: dict[str, Explanation] = {}
             for text in texts:
-                key = (version, text, self.top_k)
+                key = (version, text, self.top_k, sentiment_class)
                 if key in self._cache:
                     self._cache.move_to_end(key)
                     found[text] = self._cache[key]
@@ -229,9 +252,12 @@ class Explainer:
             missing = list(dict.fromkeys(t for t in texts if t not in found))
             if missing:
                 self.misses += len(missing)
-                for explanation in explain_texts(self.engine, missing, top_k=self.top_k):
+                for explanation in explain_texts(
+                    self.engine, missing, top_k=self.top_k, sentiment_class=sentiment_class
+                ):
                     found[explanation.text] = explanation
-                    self._cache[(version, explanation.text, self.top_k)] = explanation
+                    key = (version, explanation.text, self.top_k, sentiment_class)
+                    self._cache[key] = explanation
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
             return [found[t] for t in texts]

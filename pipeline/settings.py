@@ -492,6 +492,16 @@ class NotifierSettings(ServiceSettings):
     ledger_file: Path | None = None
     #: Base URL of Grafana, used when an alert's dashboard link is a path.
     grafana_url: str = "http://localhost:3000"
+    #: Article store (the sink's ``FINSENTRY_ARTICLES_DATABASE_URL``) whose most negative
+    #: articles are listed in spike notifications; None: notifications without articles.
+    articles_database_url: SecretStr | None = None
+    #: Stories listed per spike alert.
+    context_articles: int = Field(default=5, ge=1, le=50)
+    #: Compute explanations missing from the store with the registry's current model.
+    context_explain: bool = True
+    #: Articles published this long before the alert's window count too (watermark
+    #: delay, out-of-order arrivals, the rule's ``for``).
+    context_grace_seconds: float = Field(default=120.0, ge=0)
     register_target: bool = True
 
 

@@ -9,8 +9,9 @@ group is resent on every ``group_interval`` when it changes and on every
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -73,9 +74,7 @@ def parse_payload(body: bytes) -> AlertmanagerPayload:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise InvalidPayload(
-            f"notify: not an Alertmanager payload: {where}: {first['msg']}"
-        ) from exc
+        raise InvalidPayload(f"notify: not an Alertmanager payload: {where}: {first['msg']}") from exc
 
 
 def _when(value: str) -> str:
@@ -105,6 +104,8 @@ class Notification:
     receiver: str
     alerts: tuple[AlertmanagerAlert, ...]
     external_url: str = ""
+    #: Alert fingerprint -> the articles behind it (``pipeline.notify.context``), as JSON.
+    articles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         """Body of the generic webhook (documented in docs/alerts.md)."""
@@ -123,14 +124,38 @@ class Notification:
                     "fingerprint": a.fingerprint,
                     "generatorURL": a.generator_url,
                     "silenceURL": silence_url(self.external_url, a),
+                    **({"articles": self.articles[a.fingerprint]} if a.fingerprint in self.articles else {}),
                 }
                 for a in self.alerts
             ],
         }
 
 
-def render(payload: AlertmanagerPayload, alerts: list[AlertmanagerAlert]) -> Notification:
-    """A message a person can act on: what, where, how far off the baseline, and links."""
+def _article_lines(articles: list[dict[str, Any]]) -> list[str]:
+    lines = [f"  top negative articles ({len(articles)}):"]
+    for n, article in enumerate(articles, 1):
+        when = _when(article["published_at"])
+        lines.append(
+            f"   {n}. {article['sentiment_score']:+.2f}  {article['title']}  ({article['source']}, {when})"
+        )
+        if article.get("phrases"):
+            lines.append(f"      why: {'; '.join(article['phrases'])}")
+        if article.get("url"):
+            lines.append(f"      {article['url']}")
+    return lines
+
+
+def render(
+    payload: AlertmanagerPayload,
+    alerts: list[AlertmanagerAlert],
+    articles: dict[str, list[dict[str, Any]]] | None = None,
+) -> Notification:
+    """A message a person can act on: what, where, how far off the baseline, and links.
+
+    ``articles`` maps an alert's fingerprint to the articles behind it (JSON of
+    ``pipeline.notify.context.ContextArticle``); they are listed under the alert.
+    """
+    articles = {a.fingerprint: articles[a.fingerprint] for a in alerts if a.fingerprint in (articles or {})}
     firing = [a for a in alerts if a.status == "firing"]
     resolved = [a for a in alerts if a.status != "firing"]
     first = alerts[0]
@@ -171,10 +196,13 @@ def render(payload: AlertmanagerPayload, alerts: list[AlertmanagerAlert]) -> Not
         ):
             if url:
                 lines.append(f"  {label}: {url}")
+        if articles.get(alert.fingerprint):
+            lines.extend(_article_lines(articles[alert.fingerprint]))
     return Notification(
         title=title,
         text="\n".join(lines).strip("\n"),
         receiver=payload.receiver,
         alerts=tuple(alerts),
         external_url=payload.external_url,
+        articles=articles,
     )

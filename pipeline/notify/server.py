@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.metrics.definitions import CollectorRegistry, NotifierMetrics
 from pipeline.notify.channels import Channel, DeliveryError, build_channels
+from pipeline.notify.context import AlertContext
 from pipeline.notify.message import (
     MAX_PAYLOAD_BYTES,
     AlertmanagerAlert,
@@ -129,10 +130,12 @@ class Dispatcher:
         metrics: NotifierMetrics,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        context: AlertContext | None = None,
     ) -> None:
         self.settings = settings
         self.channels = channels
         self.metrics = metrics
+        self.context = context
         self.ledger = DeliveryLedger(settings.dedupe_capacity, settings.ledger_file)
         self._sleep = sleep
 
@@ -142,8 +145,26 @@ class Dispatcher:
             return list(self.channels)
         return [name for name in wanted if name in self.channels]
 
+    def articles_for(self, payload: AlertmanagerPayload) -> dict[str, list[dict]]:
+        """Articles behind each firing alert (empty without an article store)."""
+        if self.context is None:
+            return {}
+        found: dict[str, list[dict]] = {}
+        for alert in payload.alerts:
+            if alert.status != "firing":
+                continue
+            try:
+                articles = self.context.articles_for(alert.labels, alert.starts_at, alert.ends_at)
+            except Exception as exc:  # noqa: BLE001 - context must never block a notification
+                log.warning("notify: no articles for alert %s: %s", alert.fingerprint, exc)
+                continue
+            if articles:
+                found[alert.fingerprint] = [a.to_json() for a in articles]
+        return found
+
     def dispatch(self, payload: AlertmanagerPayload) -> DispatchResult:
         result = DispatchResult([], [], [])
+        articles: dict[str, list[dict]] | None = None
         for name in self.channels_for(payload.receiver):
             keys_by_alert: dict[StateKey, AlertmanagerAlert] = {
                 (name, *alert.state): alert for alert in payload.alerts
@@ -153,7 +174,9 @@ class Dispatcher:
                 self.metrics.deliveries.labels(name, "duplicate").inc()
                 result.duplicate.append(name)
                 continue
-            notification = render(payload, [keys_by_alert[k] for k in claimed])
+            if articles is None:  # looked up once per payload, only when something is sent
+                articles = self.articles_for(payload)
+            notification = render(payload, [keys_by_alert[k] for k in claimed], articles)
             ok = self._send_with_retries(self.channels[name], notification)
             self.ledger.finish(claimed, delivered=ok)
             (result.delivered if ok else result.failed).append(name)
@@ -203,13 +226,17 @@ class NotifierServer:
         registry: CollectorRegistry | None = None,
         channels: dict[str, Channel] | None = None,
         console_write: Callable[[str], object] | None = None,
+        context: AlertContext | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = NotifierMetrics(self.registry)
         if channels is None:
             channels = build_channels(settings, console_write=console_write)
-        self.dispatcher = Dispatcher(settings, channels, self.metrics)
+        if context is None:
+            context = AlertContext.from_settings(settings)
+        self.context = context
+        self.dispatcher = Dispatcher(settings, channels, self.metrics, context=context)
         self._httpd = ThreadingHTTPServer((settings.host, settings.port), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -223,9 +250,7 @@ class NotifierServer:
         return f"http://{self.settings.host}:{self.port}{self.settings.path}"
 
     def start(self) -> NotifierServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="notifier", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="notifier", daemon=True)
         self._thread.start()
         log.info(
             "notifier listening on %s, channels: %s",
@@ -245,6 +270,8 @@ class NotifierServer:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        if self.context is not None:
+            self.context.close()
 
     def _authorized(self, header: str | None) -> bool:
         token = self.settings.bearer_token
@@ -259,9 +286,7 @@ class NotifierServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "finsentry-notifier"
 
-            def _reply(
-                self, code: int, body: bytes = b"", content_type: str = "text/plain"
-            ) -> None:
+            def _reply(self, code: int, body: bytes = b"", content_type: str = "text/plain") -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))

@@ -49,9 +49,7 @@ def test_query_filters_and_orders(store):
     store.upsert(
         [
             scored("old", sentiment="negative", sentiment_score=-0.9, minutes_ago=120),
-            scored(
-                "n1", sentiment="negative", sentiment_score=-0.5, minutes_ago=10, tickers=["XOM"]
-            ),
+            scored("n1", sentiment="negative", sentiment_score=-0.5, minutes_ago=10, tickers=["XOM"]),
             scored("n2", sentiment="negative", sentiment_score=-0.9, minutes_ago=20),
             scored("p1", sentiment="positive", sentiment_score=0.7, minutes_ago=5, tickers=["xom"]),
             scored("t1", topic="Macro", sentiment="negative", sentiment_score=-0.95, minutes_ago=1),
@@ -65,9 +63,10 @@ def test_query_filters_and_orders(store):
         "n2",
     ]
     assert ids(store.query(ticker="$xom", since=hour_ago)) == ["p1", "n1"]
-    assert ids(
-        store.query(sentiment="negative", since=hour_ago, order="most_negative", limit=2)
-    ) == ["t1", "n2"]
+    assert ids(store.query(sentiment="negative", since=hour_ago, order="most_negative", limit=2)) == [
+        "t1",
+        "n2",
+    ]
     with pytest.raises(ArticleStoreError, match="sentiment 'bad'"):
         store.query(sentiment="bad")
 
