@@ -1,7 +1,9 @@
 """The Grafana dashboards in dashboards/: load, check, list their queries, upload.
 
 Every panel, target, template variable and annotation uses the provisioned
-Prometheus datasource (uid :data:`DATASOURCE_UID`, dashboards/provisioning).
+Prometheus datasource (uid :data:`DATASOURCE_UID`, dashboards/provisioning),
+except table panels reading the article store through the provisioned
+PostgreSQL datasource (uid :data:`ARTICLES_DATASOURCE_UID`, raw SQL).
 :func:`problems` is what the tests and ``finsentry dashboards check`` enforce;
 :func:`concrete_promql` turns a panel query into one Prometheus accepts, so
 tests can run every query against the real server.
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 DASHBOARDS_DIR = REPO_ROOT / "dashboards"
 DATASOURCE_UID = "finsentry-prometheus"
+ARTICLES_DATASOURCE_UID = "finsentry-articles"
+ARTICLES_DATASOURCE_TYPE = "grafana-postgresql-datasource"
 PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "gauge", "text", "row", "heatmap"}
 
 
@@ -57,6 +61,33 @@ def _datasource_ok(datasource) -> bool:
     )
 
 
+def _articles_datasource_ok(datasource) -> bool:
+    return (
+        isinstance(datasource, dict)
+        and datasource.get("type") == ARTICLES_DATASOURCE_TYPE
+        and datasource.get("uid") == ARTICLES_DATASOURCE_UID
+    )
+
+
+def _sql_panel_problems(name: str, panel: dict) -> list[str]:
+    """A table panel on the article store: raw SQL in table format on that datasource."""
+    found = []
+    if panel.get("type") != "table":
+        found.append(f"{name}: only table panels may use the article store")
+    targets = panel.get("targets") or []
+    if not targets:
+        found.append(f"{name}: no targets")
+    for target in targets:
+        where = f"{name} target {target.get('refId')}"
+        if not _articles_datasource_ok(target.get("datasource")):
+            found.append(f"{where}: datasource is not {ARTICLES_DATASOURCE_UID}")
+        if not str(target.get("rawSql", "")).strip():
+            found.append(f"{where}: empty rawSql")
+        if target.get("format") != "table":
+            found.append(f"{where}: format must be table")
+    return found
+
+
 def problems(dashboard: dict) -> list[str]:
     """What is wrong with one dashboard (empty when it is fine)."""
     found = []
@@ -81,6 +112,9 @@ def problems(dashboard: dict) -> list[str]:
             found.append(f"{name}: gridPos must have integer x, y, w, h within 24 columns")
         if panel.get("type") in ("row", "text"):
             continue
+        if _articles_datasource_ok(panel.get("datasource")):
+            found.extend(_sql_panel_problems(name, panel))
+            continue
         if not _datasource_ok(panel.get("datasource")):
             found.append(f"{name}: datasource is not the provisioned Prometheus ({DATASOURCE_UID})")
         targets = panel.get("targets") or []
@@ -88,9 +122,7 @@ def problems(dashboard: dict) -> list[str]:
             found.append(f"{name}: no targets")
         for target in targets:
             if not _datasource_ok(target.get("datasource")):
-                found.append(
-                    f"{name} target {target.get('refId')}: datasource is not {DATASOURCE_UID}"
-                )
+                found.append(f"{name} target {target.get('refId')}: datasource is not {DATASOURCE_UID}")
             if not str(target.get("expr", "")).strip():
                 found.append(f"{name} target {target.get('refId')}: empty expr")
     for variable in dashboard.get("templating", {}).get("list", []):
@@ -106,6 +138,8 @@ def queries(dashboard: dict) -> Iterator[Query]:
     """Every PromQL expression of a dashboard: targets, variables, annotations."""
     uid = dashboard.get("uid", "?")
     for panel in dashboard.get("panels", []):
+        if _articles_datasource_ok(panel.get("datasource")):
+            continue  # SQL: see sql_queries
         for target in panel.get("targets") or []:
             yield Query(
                 uid,
@@ -118,6 +152,41 @@ def queries(dashboard: dict) -> Iterator[Query]:
     for annotation in dashboard.get("annotations", {}).get("list", []):
         if annotation.get("expr"):
             yield Query(uid, f"annotation {annotation['name']}", annotation["expr"])
+
+
+def sql_queries(dashboard: dict) -> Iterator[Query]:
+    """Every raw SQL query on the article store (table panels)."""
+    uid = dashboard.get("uid", "?")
+    for panel in dashboard.get("panels", []):
+        if _articles_datasource_ok(panel.get("datasource")):
+            for target in panel.get("targets") or []:
+                yield Query(
+                    uid,
+                    f"panel {panel['id']} {panel.get('title')!r} target {target.get('refId')}",
+                    target.get("rawSql", ""),
+                )
+
+
+def concrete_sql(sql: str, variables: dict[str, list[str]], *, since: str, until: str) -> str:
+    """Grafana's SQL macros and multi-value variables expanded, so any database can run it.
+
+    ``$__timeFilter(col)`` becomes a range on ``since``/``until`` (ISO strings);
+    ``$var`` becomes a quoted, comma-separated list, as Grafana does for SQL.
+    """
+
+    def time_filter(match: re.Match) -> str:
+        column = match.group(1).strip()
+        return f"{column} >= '{since}' AND {column} < '{until}'"
+
+    sql = re.sub(r"\$__timeFilter\(([^)]*)\)", time_filter, sql)
+
+    def variable(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise DashboardError(f"dashboards: SQL uses ${name}, which is not given")
+        return ", ".join("'" + value.replace("'", "''") + "'" for value in variables[name])
+
+    return re.sub(r"\$(\w+)", variable, sql)
 
 
 _LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>[a-zA-Z_]\w*)\)$")
