@@ -30,11 +30,12 @@ class Ports:
     classifier: int = 8001
     exporter: int = 8002
     notifier: int = 8003
+    articles: int = 8005
 
 
 @dataclass
 class PipelineServices:
-    """The long-running stages of one run: aggregate, classify, export, notify."""
+    """The long-running stages of one run: aggregate, classify, export, notify, articles-sink."""
 
     run_dir: Path
     kafka: KafkaSettings
@@ -45,7 +46,7 @@ class PipelineServices:
     def __post_init__(self) -> None:
         self.processes = {
             name: ManagedProcess(name, self.run_dir)
-            for name in ("aggregate", "classify", "export", "notify")
+            for name in ("aggregate", "classify", "export", "notify", "articles-sink")
         }
 
     @property
@@ -55,6 +56,11 @@ class PipelineServices:
     @property
     def notifier_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.notifier}/alertmanager"
+
+    @property
+    def articles_database_url(self) -> str:
+        """The run's article store: written by articles-sink, read by the notifier."""
+        return f"sqlite:///{self.run_dir / 'articles.db'}"
 
     def env(self) -> dict[str, str]:
         k = self.kafka
@@ -69,6 +75,11 @@ class PipelineServices:
             "FINSENTRY_CLASSIFIER_METRICS_PORT": str(self.ports.classifier),
             "FINSENTRY_EXPORTER_METRICS_PORT": str(self.ports.exporter),
             "FINSENTRY_NOTIFIER_PORT": str(self.ports.notifier),
+            "FINSENTRY_ARTICLES_DATABASE_URL": self.articles_database_url,
+            "FINSENTRY_ARTICLES_METRICS_PORT": str(self.ports.articles),
+            "FINSENTRY_ARTICLES_GROUP_ID": f"finsentry-articles-{self.run_dir.name}",
+            "FINSENTRY_ARTICLES_PIPELINE": self.run_dir.name,
+            "FINSENTRY_NOTIFIER_ARTICLES_DATABASE_URL": self.articles_database_url,
             # Groups of their own: a group shared with other runs on other topics
             # would split partitions between members that do not read them.
             "FINSENTRY_CLASSIFIER_GROUP_ID": f"finsentry-classifier-{self.run_dir.name}",
@@ -87,6 +98,7 @@ class PipelineServices:
             "classify": [*FINSENTRY, "classify"],
             "export": [*FINSENTRY, "export", "--register"],
             "notify": [*FINSENTRY, "notify"],
+            "articles-sink": [*FINSENTRY, "articles", "sink"],
         }
 
     def start(self) -> None:
@@ -101,6 +113,7 @@ class PipelineServices:
             "export": lambda: _http_ok(f"http://127.0.0.1:{self.ports.exporter}/metrics"),
             "classify": lambda: _http_ok(f"http://127.0.0.1:{self.ports.classifier}/metrics"),
             "aggregate": self._aggregate_running,
+            "articles-sink": lambda: _http_ok(f"http://127.0.0.1:{self.ports.articles}/metrics"),
         }
         for name, probe in probes.items():
             self.processes[name].wait_ready(probe, timeout_seconds)
@@ -115,7 +128,7 @@ class PipelineServices:
 
     def stop(self) -> None:
         # Ingest side first, so that nothing downstream stops while work is in flight.
-        for name in ("classify", "aggregate", "export", "notify"):
+        for name in ("classify", "aggregate", "articles-sink", "export", "notify"):
             self.processes[name].stop(timeout_seconds=60)
 
     def check_alive(self) -> None:

@@ -139,6 +139,11 @@ class AlertContext:
             explain=settings.context_explain,
         )
 
+    def warm_up(self) -> None:
+        """Load the explaining model in the background, so the first alert does not wait."""
+        if self._explain and self._explainer is None:
+            threading.Thread(target=self._get_explainer, name="explainer-load", daemon=True).start()
+
     def close(self) -> None:
         self.store.close()
 

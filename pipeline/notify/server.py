@@ -250,6 +250,8 @@ class NotifierServer:
         return f"http://{self.settings.host}:{self.port}{self.settings.path}"
 
     def start(self) -> NotifierServer:
+        if self.context is not None:
+            self.context.warm_up()
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="notifier", daemon=True)
         self._thread.start()
         log.info(
@@ -260,6 +262,8 @@ class NotifierServer:
         return self
 
     def serve_forever(self) -> None:
+        if self.context is not None:
+            self.context.warm_up()
         log.info(
             "notifier listening on %s, channels: %s",
             self.url,
