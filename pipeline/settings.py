@@ -589,6 +589,10 @@ class ArticleStoreSettings(ServiceSettings):
     drift_window_seconds: float = Field(default=3600.0, ge=60)
     #: An article whose confidence is below this counts as low-confidence.
     low_confidence_threshold: float = Field(default=0.5, gt=0, lt=1)
+    #: The review queue favours the drifting classes when the window's PSI exceeds this
+    #: with at least ``drift_min_articles`` articles (the ModelDrift rule's values).
+    drift_psi_threshold: float = Field(default=0.25, gt=0)
+    drift_min_articles: int = Field(default=50, ge=1)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535)
     #: Write a file_sd target so the local stack's Prometheus scrapes the sink.

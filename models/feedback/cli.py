@@ -188,13 +188,21 @@ def review_labels(
     ] = None,
     strategy: Annotated[str | None, typer.Option(help="margin | entropy")] = None,
     labeller: Annotated[str | None, typer.Option()] = None,
+    drift: Annotated[
+        bool,
+        typer.Option(help="Favour the drifting slice when the article store shows drift."),
+    ] = True,
 ) -> None:
     """Review what the model is least sure of; one key per label, stored at once.
+
+    When the recent articles in the article store drift from the model's
+    training data (what the ModelDrift alert fires on), the first half of the
+    queue comes from the drifting classes (--no-drift: off).
 
     Sentiment: n negative, u neutral, p positive. Topic: 0-9 and a-j (shown).
     Enter confirms the model's prediction, space skips, q quits.
     """
-    from models.feedback.queue import rank, registry_scorer, score_articles
+    from models.feedback.queue import drift_favour, rank, registry_scorer, score_articles
     from models.feedback.review import review
     from models.feedback.vocab import TASKS
     from pipeline.settings import LabelSettings
@@ -205,6 +213,12 @@ def review_labels(
     settings = LabelSettings()
     store = _store(settings)
     candidates = score_articles(_articles(input_file, settings.review_pool), registry_scorer())
+    focus = _drift_focus() if drift else {}
+    if focus:
+        typer.echo(
+            "model drift: favouring "
+            + "; ".join(f"{head} {', '.join(classes)}" for head, classes in focus.items())
+        )
     queue = rank(
         candidates,
         task,
@@ -212,6 +226,7 @@ def review_labels(
         label_counts=store.class_counts(task),
         exclude=store.labelled_articles(task),
         limit=limit or settings.review_limit,
+        favour=drift_favour(focus),
     )
     if not queue:
         typer.echo("nothing to review: every candidate article already has a label")
@@ -228,6 +243,28 @@ def review_labels(
         f"\n{summary.labelled} labels stored ({summary.confirmed} confirmed, "
         f"{summary.corrected} corrected), {summary.skipped} skipped"
     )
+
+
+def _drift_focus() -> dict[str, list[str]]:
+    """The drifting slice from the article store, {} when there is none or no store."""
+    from models.registry import Registry
+    from pipeline.articles.drift import review_focus, training_distribution
+    from pipeline.articles.store import ArticleStore
+    from pipeline.settings import ArticleStoreSettings, ModelSettings
+
+    settings = ArticleStoreSettings()
+    try:
+        model = ModelSettings()
+        registry = Registry(model.registry_dir, model.base_model_dir)
+        expected = training_distribution(registry.inspect(registry.current_version()))
+        store = ArticleStore(settings.database_url.get_secret_value())
+        try:
+            return review_focus(store, expected, settings)
+        finally:
+            store.close()
+    except Exception as exc:  # noqa: BLE001 - the queue works without drift information
+        log.warning("review: no drift information: %s", exc)
+        return {}
 
 
 @labels_app.command("stats")

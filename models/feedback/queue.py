@@ -98,8 +98,38 @@ def rank(
     label_counts: Counter | None = None,
     exclude: set[str] = frozenset(),
     limit: int | None = None,
+    favour: Callable[[Candidate], bool] | None = None,
+    favour_share: float = 0.5,
 ) -> list[Candidate]:
-    """The review order for ``task`` (module docstring); at most ``limit`` items."""
+    """The review order for ``task`` (module docstring); at most ``limit`` items.
+
+    ``favour`` (e.g. the model's drifting slice, :func:`drift_favour`): matching
+    candidates fill the first ``favour_share`` of the queue, ranked as above;
+    the rest of the queue is ranked over everything else.
+    """
+    if favour is not None:
+        pool = [c for c in candidates if c.article.article_id not in exclude]
+        favoured = [c for c in pool if favour(c)]
+        total = len({c.article.article_id for c in pool})
+        wanted = total if limit is None else min(limit, total)
+        first = rank(
+            favoured,
+            task,
+            strategy=strategy,
+            label_counts=label_counts,
+            limit=math.ceil(wanted * favour_share),
+        )
+        counts = Counter(label_counts or {})
+        counts.update(c.scores.label(task) for c in first)
+        rest = rank(
+            pool,
+            task,
+            strategy=strategy,
+            label_counts=counts,
+            exclude={c.article.article_id for c in first},
+            limit=wanted - len(first),
+        )
+        return first + rest
     if strategy not in STRATEGIES:
         raise ValueError(f"review queue: unknown strategy {strategy!r}; expected {STRATEGIES}")
     seen: set[str] = set()
@@ -131,6 +161,17 @@ def rank(
         positions[pick] += 1
         counts[pick] += 1
     return queue
+
+
+def drift_favour(focus: dict[str, list[str]]) -> Callable[[Candidate], bool] | None:
+    """Candidates in the drifting slice: predicted as a drifting class of any head.
+
+    ``focus`` is ``pipeline.articles.drift.review_focus`` (head -> classes); None
+    when nothing drifts.
+    """
+    if not any(focus.values()):
+        return None
+    return lambda c: any(c.scores.label(head) in classes for head, classes in focus.items())
 
 
 def read_articles(path: Path) -> list[Article]:

@@ -7,9 +7,10 @@ import signal
 
 from prometheus_client import CollectorRegistry
 
+from pipeline.articles.drift import DriftMonitor
 from pipeline.articles.sink import ArticleSink
 from pipeline.articles.store import ArticleStore
-from pipeline.metrics.definitions import ArticleSinkMetrics
+from pipeline.metrics.definitions import ArticleSinkMetrics, DriftMetrics
 from pipeline.metrics.server import serve_metrics
 from pipeline.settings import ArticleStoreSettings, KafkaSettings, StackSettings
 
@@ -26,7 +27,15 @@ def serve(
     registry = CollectorRegistry()
     metrics = ArticleSinkMetrics(registry)
     store = ArticleStore(settings.database_url.get_secret_value())
-    sink = ArticleSink(store, kafka=kafka or KafkaSettings(), settings=settings, metrics=metrics)
+    drift = DriftMonitor.for_current_model(settings, DriftMetrics(registry))
+    sink = ArticleSink(
+        store,
+        kafka=kafka or KafkaSettings(),
+        settings=settings,
+        metrics=metrics,
+        on_batch=drift.observe if drift else None,
+        on_idle=drift.tick if drift else None,
+    )
     endpoint = serve_metrics(
         registry,
         "articles-sink",

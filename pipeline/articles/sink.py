@@ -45,12 +45,15 @@ class ArticleSink:
         settings: ArticleStoreSettings,
         metrics: ArticleSinkMetrics,
         on_batch: Callable[[list[ScoredArticle]], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.kafka = kafka
         self.settings = settings
         self.metrics = metrics
+        #: Called with every stored batch (drift statistics), and after every poll.
         self.on_batch = on_batch
+        self.on_idle = on_idle
         self._stop = threading.Event()
         self._last_prune = 0.0
         self.batches = 0
@@ -61,11 +64,17 @@ class ArticleSink:
     def run(self) -> None:
         ensure_topics(self.kafka, [self.kafka.topic_scored, self.kafka.topic_dlq])
         consumer = make_consumer(
-            self.kafka,
-            self.settings.group_id,
-            self.kafka.topic_scored,
-            max_poll_records=self.settings.batch_size,
+            self.kafka, self.settings.group_id, max_poll_records=self.settings.batch_size
         )
+        # Join the group only once the topic's partitions are known: a member that
+        # joins first gets no partitions from the assignor and is not reassigned.
+        deadline = time.monotonic() + 60
+        while not consumer.partitions_for_topic(self.kafka.topic_scored):
+            if time.monotonic() > deadline or self._stop.is_set():
+                consumer.close()
+                raise SinkError(f"articles: topic {self.kafka.topic_scored!r} has no partitions")
+            time.sleep(0.5)
+        consumer.subscribe([self.kafka.topic_scored])
         producer = make_producer(self.kafka)
         log.info(
             "article sink consuming %s as group %s into %s",
@@ -82,6 +91,8 @@ class ArticleSink:
                 records = [record for batch in polled.values() for record in batch]
                 if records:
                     self._handle(records, consumer, producer)
+                elif self.on_idle is not None:
+                    self.on_idle()
                 self._maybe_prune()
         finally:
             producer.close(timeout=30)

@@ -407,3 +407,46 @@ class ArticleSinkMetrics:
             "Articles deleted from the store past their retention.",
             registry=registry,
         )
+
+
+class DriftMetrics:
+    """Model drift over the article sink's sliding window (``pipeline.articles.drift``).
+
+    ``head``: topic or sentiment; ``class``: one of that head's fixed classes
+    (20 topics, 3 sentiments). Shares and confidences are ratios in 0..1.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.psi = Gauge(
+            "finsentry_drift_psi",
+            "Population stability index of predicted classes in the window vs the training data.",
+            ["head"],
+            registry=registry,
+        )
+        self.predicted_share = Gauge(
+            "finsentry_drift_predicted_share_ratio",
+            "Share of articles in the window predicted as each class.",
+            ["head", "class"],
+            registry=registry,
+        )
+        self.training_share = Gauge(
+            "finsentry_drift_training_share_ratio",
+            "Share of each class in the serving model's training labels.",
+            ["head", "class"],
+            registry=registry,
+        )
+        self.mean_confidence = Gauge(
+            "finsentry_drift_mean_confidence_ratio",
+            "Mean sentiment confidence of the articles in the window.",
+            registry=registry,
+        )
+        self.low_confidence_ratio = Gauge(
+            "finsentry_drift_low_confidence_ratio",
+            "Share of articles in the window whose confidence is below the threshold.",
+            registry=registry,
+        )
+        self.window_articles = Gauge(
+            "finsentry_drift_window_articles",
+            "Articles in the drift window.",
+            registry=registry,
+        )
