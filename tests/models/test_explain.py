@@ -65,3 +65,30 @@ def test_explanations_are_stable_and_cached(engine):
 def test_a_text_without_words_is_refused(engine):
     with pytest.raises(ExplainError, match="no words"):
         explain_texts(engine, ["   "])
+
+
+def test_cli_explains_a_stored_article_and_keeps_the_explanation(engine, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from models import explain as explain_module
+    from pipeline.articles.store import ArticleStore
+    from pipeline.cli import app
+    from tests.articles.helpers import scored
+
+    url = f"sqlite:///{tmp_path / 'articles.db'}"
+    store = ArticleStore(url)
+    store.upsert([scored("art-1", title=HEADLINE, model_version=engine.version)])
+    monkeypatch.setenv("FINSENTRY_ARTICLES_DATABASE_URL", url)
+    monkeypatch.setattr(
+        explain_module.Explainer, "from_settings", classmethod(lambda cls, **kw: cls(engine, **kw))
+    )
+    result = CliRunner().invoke(app, ["explain", "--id", "art-1", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["sentiment"]["label"] == "negative" and shown["sentiment"]["words"]
+    assert store.get("art-1").explanation == shown
+    result = CliRunner().invoke(app, ["explain", "--id", "missing"])
+    assert result.exit_code == 2 and "no article 'missing'" in result.output
+    result = CliRunner().invoke(app, ["explain", HEADLINE])
+    assert result.exit_code == 0 and "sentiment: negative" in result.stdout
+    store.close()
