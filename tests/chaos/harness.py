@@ -108,7 +108,7 @@ class ChaosPipeline:
                 # After a SIGKILL the dead member holds its partitions until its session
                 # expires; 6 s is the broker's minimum (group.min.session.timeout.ms).
                 "FINSENTRY_CLASSIFIER_SESSION_TIMEOUT_MS": "6000",
-                # The shared broker, with every test's topics, takes 60-90 s to restart here;
+                # The shared broker, with every test's topics, takes 35-90 s to restart here;
                 # the default (60 s) would make the classifier give up on a batch and exit.
                 "FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS": "300",
                 "FINSENTRY_AGGREGATE_TRANSACTIONAL_ID_PREFIX": f"chaos-{run_id}",

@@ -19,6 +19,8 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from pipeline.demo.observe import prometheus_query
 from pipeline.kafka_io import make_producer
 from pipeline.messages import RawArticle, encode, utc_now
@@ -32,6 +34,8 @@ RATE = float(os.environ.get("FINSENTRY_CHAOS_RATE", "10" if ARTICLES <= 3000 els
 RESULT = os.environ.get("FINSENTRY_CHAOS_RESULT")
 SPIKE_ALERT = "NegativeSentimentSpike"
 RECOVERY_TIMEOUT_S = 240.0
+
+pytestmark = [pytest.mark.integration, pytest.mark.flink, pytest.mark.slow]
 
 
 def test_pipeline_survives_kills_and_a_broker_restart_losing_nothing(stack, unique):
@@ -116,11 +120,13 @@ def test_pipeline_survives_kills_and_a_broker_restart_losing_nothing(stack, uniq
     # Every article sits in a closed window (the sentinels closed the last one), so the
     # `all` tumbling windows must count each distinct scored id exactly once.
     assert result["all_window_articles"] == len(scored_ids)
+    # "Fired" means firing; pending states are recorded in the result but do not fail.
     # Known false positive, not caused by the faults (docs/reliability.md, "Chaos suite"):
     # on a freshly started pipeline the 15m hopping windows fill up during their first
     # 15 minutes of event time, their negative share climbs from 0 to its level, and the
-    # z-score against that rising baseline fires. Every other spike alert is a failure.
-    assert not {k: v for k, v in alerts_seen.items() if not k.endswith("[15m]")}, alerts_seen
+    # z-score against that rising baseline fires. Every other firing spike alert fails.
+    fired = {k: v for k, v in alerts_seen.items() if v == "firing" and not k.endswith("[15m]")}
+    assert not fired, alerts_seen
     assert [f["kind"] for f in faults].count("classifier_kill") == 3
 
 
@@ -237,7 +243,9 @@ def watch_alerts(stack, run_id: str, seen: dict) -> None:
     )
     for s in series:
         m = s["metric"]
-        seen[f"{m.get('dimension')}={m.get('key')} [{m.get('window')}]"] = m["alertstate"]
+        name = f"{m.get('dimension')}={m.get('key')} [{m.get('window')}]"
+        if seen.get(name) != "firing":  # once fired, it counts as fired
+            seen[name] = m["alertstate"]
 
 
 def wait_until(predicate, timeout_seconds: float, what: str) -> None:
