@@ -235,3 +235,81 @@ def test_window_labels():
     assert window_seconds("1h") == 3600
     with pytest.raises(ValueError, match="window label"):
         window_seconds("fifteen")
+
+
+@pytest.mark.integration
+def test_articles_from_kafka_reach_the_notification(kafka_settings, group_id, tmp_path, explainer):
+    """news.scored on the real broker -> article sink -> store -> the spike notification."""
+    import threading
+    import time
+
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.articles.sink import ArticleSink
+    from pipeline.kafka_io import make_producer
+    from pipeline.messages import encode
+    from pipeline.metrics.definitions import ArticleSinkMetrics
+    from pipeline.settings import ArticleStoreSettings
+
+    url = f"sqlite:///{tmp_path / 'articles.db'}"
+    injected = [
+        scored(
+            "k-1",
+            title="Bank collapses after massive fraud uncovered",
+            topic="Macro",
+            sentiment="negative",
+            sentiment_score=-0.97,
+            minutes_ago=3,
+        ),
+        scored(
+            "k-2",
+            title="Markets crash as recession fears mount",
+            topic="Macro",
+            sentiment="negative",
+            sentiment_score=-0.8,
+            minutes_ago=3.5,
+        ),
+    ]
+    calm = scored(
+        "k-3",
+        title="Central bank keeps rates unchanged",
+        topic="Macro",
+        sentiment="neutral",
+        sentiment_score=0.0,
+        minutes_ago=2,
+    )
+    producer = make_producer(kafka_settings)
+    for article in [*injected, calm]:
+        producer.send(kafka_settings.topic_scored, key=article.id.encode(), value=encode(article))
+    producer.flush()
+    producer.close()
+
+    store = ArticleStore(url)
+    sink = ArticleSink(
+        store,
+        kafka=kafka_settings,
+        settings=ArticleStoreSettings(
+            database_url=url, group_id=group_id, register_target=False, poll_timeout_ms=100
+        ),
+        metrics=ArticleSinkMetrics(CollectorRegistry()),
+    )
+    thread = threading.Thread(target=sink.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 90
+    while store.count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    sink.stop()
+    thread.join(timeout=30)
+    assert store.count() == 3
+    store.close()
+
+    webhook = WebhookReceiver()
+    server = start(url, explainer, webhook_url=webhook.url)
+    try:
+        assert post(server, spike("topic", "Macro", window="1m")).status_code == 200
+        articles = webhook.requests[0].json()["alerts"][0]["articles"]
+        assert [a["id"] for a in articles] == ["k-1", "k-2"]
+        assert all(a["phrases"] for a in articles)
+    finally:
+        server.close()
+        webhook.close()
