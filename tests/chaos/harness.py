@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline.demo.observe import TopicReader, topic_offsets
 from pipeline.demo.services import FINSENTRY, PipelineServices, Ports
-from pipeline.kafka_io import ensure_topics
+from pipeline.kafka_io import delete_topics, ensure_topics
 from pipeline.messages import (
     decode_dead_letter,
     decode_late,
@@ -113,6 +113,7 @@ class ChaosPipeline:
                 "FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS": "300",
                 "FINSENTRY_AGGREGATE_TRANSACTIONAL_ID_PREFIX": f"chaos-{run_id}",
                 "FINSENTRY_AGGREGATE_TOPIC_LATE": self.late_topic,
+                "FINSENTRY_AGGREGATE_SAVEPOINT_DIR": str(run_dir / "aggregate" / "savepoints"),
                 "FINSENTRY_NOTIFIER_CONSOLE": "false",
             },
         )
@@ -188,6 +189,10 @@ class ChaosPipeline:
         for stage in STAGES:
             self.processes[stage].stop(timeout_seconds=30)
         self.progress.close()
+
+    def delete_topics(self) -> None:
+        """Every partition left on the shared broker slows its restarts; logs stay in run_dir."""
+        delete_topics(self.kafka, [*self.kafka.all_topics(), self.late_topic])
 
     # -- faults ---------------------------------------------------------------------------
 

@@ -106,6 +106,7 @@ def test_pipeline_survives_kills_and_a_broker_restart_losing_nothing(stack, uniq
         "startup_seconds": round(startup_s, 1),
         "total_seconds": round(total_s, 1),
     }
+    pipe.delete_topics()
     out = Path(RESULT) if RESULT else run_dir / "chaos.json"
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2, sort_keys=True))
