@@ -34,12 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    DateTime,
     Float,
     Integer,
     String,
     Text,
-    TypeDecorator,
     create_engine,
     func,
     select,
@@ -47,26 +45,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from pipeline.db import UtcDateTime
+
 log = logging.getLogger(__name__)
-
-
-class UtcDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"label store: naive datetime {value!r}; use UTC")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

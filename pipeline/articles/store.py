@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    DateTime,
     Float,
     ForeignKey,
     Index,
     String,
     Text,
-    TypeDecorator,
     create_engine,
     delete,
     func,
@@ -37,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from pipeline.db import UtcDateTime
 from pipeline.messages import ScoredArticle
 
 log = logging.getLogger(__name__)
@@ -46,25 +45,6 @@ SENTIMENTS = ("negative", "neutral", "positive")
 
 class ArticleStoreError(RuntimeError):
     """The article store cannot do what was asked; the message names the value."""
-
-
-class UtcDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ArticleStoreError(f"article store: naive datetime {value!r}; use UTC")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
