@@ -83,6 +83,8 @@ def test_clients_produce_and_consume_over_sasl_without_logging_the_password(
         sasl_password=password,
     )
     caplog.set_level(logging.DEBUG)  # kafka-python logs PLAIN auth bytes at DEBUG
+    # CLI tests run `finsentry`'s callback in-process, which quiets the "kafka" logger.
+    caplog.set_level(logging.DEBUG, logger="kafka")
 
     values = _round_trip(settings, f"test.{unique}.sasl", f"test-group-{unique}")
 
