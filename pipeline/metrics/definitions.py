@@ -152,7 +152,8 @@ class ExporterMetrics:
         )
         self.windows_ignored = Counter(
             "finsentry_exporter_windows_ignored",
-            "Valid window records not shown: older than the key's latest window (out_of_order).",
+            "Valid window records not shown: older than the key's latest window (out_of_order), "
+            "or begun before the data (partial).",
             ["dimension", "reason"], registry=registry,
         )
         self.windows_dead_lettered = Counter(

@@ -75,9 +75,35 @@ class WindowBoard:
         #: Ticker -> recent (window_end, articles) of the shortest window length.
         self._ticker_volume: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
         self._volume_window_seconds: int | None = None
+        #: Start of the data (see note_data_start) and the window length it came from.
+        self._data_start = None
+        self._data_start_length: int | None = None
+
+    def note_data_start(self, windows: list[SentimentWindow]) -> None:
+        """Remember where the data begins: the earliest start of the shortest ``all`` windows.
+
+        A longer (hopping) window that began before that holds only part of its
+        span: on a fresh stream its ratio climbs while it fills, which a baseline
+        would read as a spike. Such windows are not shown (counted as ``partial``).
+        """
+        alls = [w for w in windows if w.dimension == "all"]
+        if not alls:
+            return
+        shortest = min(w.window_seconds for w in alls)
+        if self._data_start_length is not None and shortest > self._data_start_length:
+            return
+        start = min(w.window_start for w in alls if w.window_seconds == shortest)
+        if self._data_start_length is None or shortest < self._data_start_length:
+            self._data_start, self._data_start_length = start, shortest
+        else:
+            self._data_start = min(self._data_start, start)
 
     def apply(self, window: SentimentWindow) -> bool:
         """Take one window record; returns False when it was older than the one shown."""
+        if (self._data_start is not None and window.window_seconds > (self._data_start_length or 0)
+                and window.window_start < self._data_start):
+            self.metrics.windows_ignored.labels(window.dimension, "partial").inc()
+            return False
         self.metrics.windows_consumed.labels(window.dimension).inc()
         length = window.window_seconds
         series = SeriesKey(window.dimension, window.key, prometheus_duration(length))
@@ -162,6 +188,8 @@ class WindowBoard:
         m.window_end_timestamp_seconds.labels(*labels).set(window.window_end.timestamp())
 
     def apply_all(self, windows: Iterable[SentimentWindow]) -> None:
+        windows = list(windows)
+        self.note_data_start(windows)
         for window in windows:
             self.apply(window)
         self.refresh()
@@ -264,15 +292,17 @@ def run_exporter(
     try:
         while not stop.is_set():
             batches = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=5000)
+            windows = []
             for records in batches.values():
                 for record in records:
                     try:
-                        window = decode_window(record.value, STAGE)
+                        windows.append(decode_window(record.value, STAGE))
                     except InvalidMessage as exc:
                         producer = producer or make_producer(kafka)
                         _dead_letter(producer, kafka, record, exc, metrics)
-                        continue
-                    board.apply(window)
+            board.note_data_start(windows)
+            for window in windows:
+                board.apply(window)
             board.refresh()
     finally:
         endpoint.close()

@@ -131,3 +131,19 @@ def test_only_the_top_n_tickers_by_volume_have_series():
     )
     shown = {k[1][1] for k in samples(registry, "finsentry_window_articles") if k[0][1] == "ticker"}
     assert shown == {"AAA", "CCC"}
+
+
+def test_hopping_windows_that_began_before_the_data_are_not_shown():
+    """A fresh stream fills its 15m windows gradually; those partial windows would
+    look like a climbing ratio, so only windows inside the data are shown."""
+    b, registry = board()
+    first_tumbling = window("all", 10, dimension="all")
+    partial = window("Energy", -4, negative=9, length_s=900)  # began 4 minutes before the data
+    whole = window("Energy", 10, negative=3, length_s=900)
+    b.apply_all([partial, first_tumbling])
+    assert samples(registry, "finsentry_exporter_windows_ignored_total") == {
+        (("dimension", "topic"), ("reason", "partial")): 1.0
+    }
+    b.apply_all([whole])
+    energy = (("dimension", "topic"), ("key", "Energy"), ("window", "15m"))
+    assert samples(registry, "finsentry_window_negative_articles")[energy] == 3.0
