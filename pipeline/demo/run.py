@@ -106,12 +106,17 @@ class DemoResult:
             return None
         return (self.first_delivery_at - start).total_seconds()
 
+    def spike_keys(self) -> set[str]:
+        """The keys the injected spike is on: its topic (or ticker) and the ticker it carries."""
+        spike = self.truth.get("spike", {})
+        return {k for k in (spike.get("key"), spike.get("ticker")) if k}
+
     def spike_notifications(self) -> list[dict]:
-        key = self.truth.get("spike", {}).get("key")
+        keys = self.spike_keys()
         return [n for n in self.notifications
                 if any(a["labels"].get("alertname") == SPIKE_ALERT and a["status"] == "firing"
                        and a["labels"].get("pipeline") == self.run_id
-                       and (key is None or a["labels"].get("key") == key) for a in n["alerts"])]
+                       and (not keys or a["labels"].get("key") in keys) for a in n["alerts"])]
 
 
 def run_demo(options: DemoOptions, on_progress: Callable[[dict], None] | None = None) -> DemoResult:
