@@ -18,14 +18,15 @@ from pipeline.ingest.demo import DemoSpec, build_demo_stream, write_demo_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# The rules judge a key only with 18 baseline samples (5 s apart) ending 1 minute ago:
-# the spike must come at least ~150 s of wall time into the replay.
+# The 15m windows are shown once they lie inside the data (15 event minutes = 90 s at
+# 10x); the rules then want 6 baseline samples (5 s apart) ending 1 minute ago: the
+# spike must come at least ~190 s of wall time into the replay.
 SPEEDUP = 10.0
 
 
 def _stream(tmp_path: Path, name: str, *, with_spike: bool) -> Path:
-    spec = DemoSpec(seed=11, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC), duration_minutes=33.0,
-                    spike_start_minute=27.0, spike_minutes=5.0, spike_per_minute=8.0)
+    spec = DemoSpec(seed=11, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC), duration_minutes=40.0,
+                    spike_start_minute=33.0, spike_minutes=5.0, spike_per_minute=8.0)
     rows, truth = build_demo_stream(spec)
     if not with_spike:
         rows = [row for row in rows if not row.get("spike")]

@@ -260,8 +260,8 @@ def test_a_spike_fires_once_and_is_delivered_once_per_channel(scenario):
     key = feeder.spike_key
 
     # Calm until Prometheus has a baseline for the key (scrape discovery + offset + the
-    # rules' minimum of 18 samples: about 160 s).
-    ready = f'finsentry:window_negative_ratio:baseline_samples{{key="{key}"}} >= 20'
+    # rules' minimum of 6 samples: about 100 s).
+    ready = f'finsentry:window_negative_ratio:baseline_samples{{key="{key}"}} >= 8'
     assert wait_for(lambda: bool(prom_query(prometheus, ready)), 300, 2), (
         f"no baseline for {key} (feeder ticks {feeder.ticks}, error {feeder.error!r})"
     )
