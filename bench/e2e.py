@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from bisect import bisect_left
@@ -32,6 +30,9 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.demo.run import DEFAULT_STREAM, DemoOptions, run_demo  # noqa: E402
 from pipeline.demo.services import Ports  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from classifier import code_version, hardware  # noqa: E402  (one definition for every bench)
 
 #: Ports of its own, so the benchmark can run beside a demo or the tests.
 BENCH_PORTS = Ports(classifier=18001, exporter=18002, notifier=18003)
@@ -149,10 +150,8 @@ def main() -> None:
     result = {
         "benchmark": "e2e",
         "created_at": datetime.now(UTC).isoformat(),
-        "code_version": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True, cwd=REPO).stdout.strip(),
-        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                     "cpus": __import__("os").cpu_count()},
+        "code_version": code_version(),
+        "hardware": hardware(),
         "config": {"stream": str(args.stream.relative_to(REPO) if args.stream.is_relative_to(REPO)
                                  else args.stream), "articles": len(texts), "speedup": args.speedup},
         "baseline_engine_items_per_s": engine_alone(texts),
