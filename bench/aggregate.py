@@ -176,6 +176,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+sys.path.insert(0, str(REPO / "bench"))
+from classifier import code_version  # noqa: E402  (torch-free; hardware() below stays torch-free too)
+
+
 def hardware() -> dict:
     info = {
         "machine": platform.machine(),
@@ -266,9 +270,7 @@ def main() -> None:
     result: dict = {
         "benchmark": "aggregate",
         "created_at": datetime.now(UTC).isoformat(),
-        "code_version": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-        ).stdout.strip(),
+        "code_version": code_version(),
         "hardware": hardware(),
         "config": {
             "quick": args.quick,

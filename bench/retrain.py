@@ -24,7 +24,6 @@ import csv
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -38,26 +37,8 @@ sys.path.insert(0, str(REPO))
 log = logging.getLogger("bench.retrain")
 
 
-def hardware() -> dict:
-    import torch
-
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average_1m": os.getloadavg()[0],
-    }
+sys.path.insert(0, str(REPO / "bench"))
+from classifier import hardware  # noqa: E402,F401  (one definition for every bench)
 
 
 def copy_registry(settings, target: Path):
