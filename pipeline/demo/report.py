@@ -3,8 +3,9 @@
 The chart has one panel per topic (the busiest ones and the spiked one) and
 one for the spiked ticker: the negative ratio of the longest window the job
 emits (the hopping window, which the spike alert watches) against its trailing
-baseline band (mean +- 3 standard deviations of the previous windows, the same
-idea as the Prometheus rule), the article volume as bars, the true spike shaded
+baseline band (mean +- 3 deviations of the previous windows, a deviation being
+the larger of their spread and the window's sampling error, as in the Prometheus
+rule), the article volume as bars, the true spike shaded
 and the moment the alert was delivered marked.
 """
 
@@ -21,7 +22,15 @@ log = logging.getLogger(__name__)
 BASELINE_WINDOWS = 10
 SIGMA = 3.0
 STDDEV_FLOOR = 0.05
+SAMPLING_ERROR_FACTOR = 1.414  # deploy/prometheus/rules/sentiment.yml, local profile
 MAX_PANELS = 6
+
+
+def _deviation(past_ratios: list[float], articles: int) -> float:
+    """The rule's deviation: max(spread, factor * sampling error of ``articles``, floor)."""
+    mean = statistics.fmean(past_ratios)
+    sampling = SAMPLING_ERROR_FACTOR * (mean * (1 - mean) / max(articles, 1)) ** 0.5
+    return max(statistics.pstdev(past_ratios), sampling, STDDEV_FLOOR)
 
 
 def _event_time_of_wall(result, wall: datetime) -> datetime | None:
@@ -77,7 +86,7 @@ def write_chart(result, path: Path) -> Path | None:
         for i in range(len(windows)):
             past = ratios[max(0, i - BASELINE_WINDOWS):i]
             mean = statistics.fmean(past) if past else float("nan")
-            std = max(statistics.pstdev(past), STDDEV_FLOOR) if len(past) > 1 else float("nan")
+            std = _deviation(past, windows[i].articles) if len(past) > 1 else float("nan")
             lows.append(max(0.0, mean - SIGMA * std))
             highs.append(min(1.0, mean + SIGMA * std))
         volume = ax.twinx()
