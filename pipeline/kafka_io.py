@@ -26,6 +26,7 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "subscribe_when_known",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,31 @@ def make_consumer(settings: KafkaSettings, group_id: str | None, *topics: str, *
         **overrides,
     }
     return _build(settings, KafkaConsumer, *topics, **config)
+
+
+def subscribe_when_known(
+    consumer,
+    topic: str,
+    *,
+    timeout_seconds: float = 60.0,
+    stop: Callable[[], bool] | None = None,
+) -> None:
+    """Join ``consumer``'s group on ``topic`` once the topic's partitions are known.
+
+    A member that joins before it has the topic's metadata makes the group leader's
+    assignor hand out no partitions ("No partition metadata for topic"), and
+    kafka-python may not rejoin until its next metadata refresh (5 minutes): a
+    classifier restarted after a crash then sat idle while its input piled up.
+    Raises ``TimeoutError`` when the topic has no partitions within the timeout.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_seconds
+    while not consumer.partitions_for_topic(topic):
+        if time.monotonic() > deadline or (stop is not None and stop()):
+            raise TimeoutError(f"kafka: topic {topic!r} has no partitions after {timeout_seconds:.0f} s")
+        time.sleep(0.5)
+    consumer.subscribe([topic])
 
 
 def make_admin(settings: KafkaSettings):

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.articles.store import ArticleStore
-from pipeline.kafka_io import ensure_topics, make_consumer, make_producer
+from pipeline.kafka_io import ensure_topics, make_consumer, make_producer, subscribe_when_known
 from pipeline.messages import InvalidMessage, ScoredArticle, dead_letter, decode_scored, encode
 from pipeline.metrics.definitions import ArticleSinkMetrics
 from pipeline.settings import ArticleStoreSettings, KafkaSettings
@@ -66,15 +66,11 @@ class ArticleSink:
         consumer = make_consumer(
             self.kafka, self.settings.group_id, max_poll_records=self.settings.batch_size
         )
-        # Join the group only once the topic's partitions are known: a member that
-        # joins first gets no partitions from the assignor and is not reassigned.
-        deadline = time.monotonic() + 60
-        while not consumer.partitions_for_topic(self.kafka.topic_scored):
-            if time.monotonic() > deadline or self._stop.is_set():
-                consumer.close()
-                raise SinkError(f"articles: topic {self.kafka.topic_scored!r} has no partitions")
-            time.sleep(0.5)
-        consumer.subscribe([self.kafka.topic_scored])
+        try:
+            subscribe_when_known(consumer, self.kafka.topic_scored, stop=self._stop.is_set)
+        except TimeoutError as exc:
+            consumer.close()
+            raise SinkError(f"articles: {exc}") from exc
         producer = make_producer(self.kafka)
         log.info(
             "article sink consuming %s as group %s into %s",

@@ -20,7 +20,7 @@ from pipeline.classify.batching import next_batch
 from pipeline.classify.engine import Classifier
 from pipeline.classify.process import score_batch
 from pipeline.classify.reload import ModelWatcher
-from pipeline.kafka_io import ensure_topics, make_consumer, make_producer
+from pipeline.kafka_io import ensure_topics, make_consumer, make_producer, subscribe_when_known
 from pipeline.messages import encode
 from pipeline.metrics.definitions import ClassifierMetrics
 from pipeline.settings import ClassifierSettings, KafkaSettings
@@ -68,11 +68,15 @@ class ClassifierService:
         consumer = make_consumer(
             self.kafka,
             self.settings.group_id,
-            self.kafka.topic_raw,
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(500, min(3000, session_ms // 3)),
             max_poll_records=self.settings.batch_size,
         )
+        try:
+            subscribe_when_known(consumer, self.kafka.topic_raw, stop=self._stop.is_set)
+        except TimeoutError:
+            consumer.close()
+            raise
         producer = make_producer(self.kafka)
         log.info(
             "classifier consuming %s as group %s, model %s, batches of <= %d records / %d ms",
