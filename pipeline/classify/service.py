@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from pipeline.classify.batching import next_batch
@@ -51,6 +52,7 @@ class ClassifierService:
         self.watcher = watcher
         self._stop = threading.Event()
         self.batches = 0
+        self._lag_checked_at = float("-inf")
         metrics.model_info.info({"version": classifier.version})
 
     def stop(self) -> None:
@@ -190,19 +192,35 @@ class ClassifierService:
             result.inference_seconds,
         )
 
+    #: How often the lag gauge asks the broker for end offsets (one ListOffsets request).
+    LAG_INTERVAL_SECONDS = 2.0
+
     def _update_lag(self, consumer) -> None:
+        """Lag per assigned partition: the broker's log end offset minus our position.
+
+        The end offsets come from the broker, not from ``consumer.highwater()``: that is
+        only as fresh as the last fetch of a partition, and a consumer that is behind has
+        fetched far ahead of its position into a buffer, so it reported 0 for partitions
+        thousands of records behind (tests/chaos/test_slow_consumer.py).
+        """
+        now = time.monotonic()
+        if now - self._lag_checked_at < self.LAG_INTERVAL_SECONDS:
+            return
+        self._lag_checked_at = now
         gauge = self.metrics.consumer_lag_records
         assigned = consumer.assignment()
-        for tp in assigned:
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
+        try:
+            ends = consumer.end_offsets(list(assigned), timeout_ms=1000) if assigned else {}
+        except Exception as exc:  # noqa: BLE001 - a lag gauge is not worth failing a batch for
+            log.debug("lag: end offsets unavailable: %s", exc)
+            return
+        for tp, end in ends.items():
             try:
                 position = consumer.position(tp, timeout_ms=100)
-            except Exception:  # noqa: BLE001 - a lag gauge is not worth failing a batch for
+            except Exception:  # noqa: BLE001
                 continue
-            if position is not None:
-                gauge.labels(partition=str(tp.partition)).set(max(0, highwater - position))
+            if end is not None and position is not None:
+                gauge.labels(partition=str(tp.partition)).set(max(0, end - position))
         for labels in list(_label_values(gauge)):
             if labels not in {str(tp.partition) for tp in assigned}:
                 gauge.remove(labels)
