@@ -3,9 +3,13 @@
 For a firing ``NegativeSentimentSpike`` (labels ``dimension`` = topic | ticker,
 ``key``, ``window`` like ``1m`` or ``15m``) the notifier asks the article store
 for the most negative articles of that topic or ticker published in the alert's
-window: from ``startsAt - window - grace`` to the alert's end (now while it
-fires). ``grace`` covers what lies between a window and its alert: the Flink
-watermark delay, out-of-order arrivals and the rule's ``for``.
+window. The rule's ``window_end`` annotation gives the window's end in event
+time, so the window is ``[window_end - window, window_end]`` whatever the wall
+clock says (a replay runs ahead of it, a backfill behind). Without that
+annotation it is guessed from the wall clock: from ``startsAt - window - grace``
+to the alert's end (now while it fires); ``grace`` covers what lies between a
+window and its alert: the Flink watermark delay, out-of-order arrivals and the
+rule's ``for``.
 
 Articles are de-duplicated by story: a syndicated copy (``duplicate_of``) or a
 second article with the same normalised title counts once, as its most
@@ -54,6 +58,14 @@ def _time(value: str) -> datetime | None:
     if parsed.year <= 1:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _epoch(value: str | None) -> datetime | None:
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return None
+    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
 
 
 def story_key(article: StoredArticle) -> str:
@@ -147,8 +159,16 @@ class AlertContext:
     def close(self) -> None:
         self.store.close()
 
-    def articles_for(self, labels: dict[str, str], starts_at: str, ends_at: str = "") -> list[ContextArticle]:
-        """The top negative stories of the alert's topic or ticker in its window."""
+    def articles_for(
+        self, labels: dict[str, str], starts_at: str, ends_at: str = "", window_end: str = ""
+    ) -> list[ContextArticle]:
+        """The top negative stories of the alert's topic or ticker in its window.
+
+        ``window_end`` (the alert's annotation: epoch seconds, event time) names the
+        window exactly: its articles are those published in ``[end - window, end]``.
+        Without it the window is guessed from the wall clock (``startsAt``), which
+        only holds while event time follows the wall clock (not in a replay).
+        """
         if labels.get("alertname") not in CONTEXT_ALERTS:
             return []
         dimension, key = labels.get("dimension"), labels.get("key")
@@ -162,9 +182,13 @@ class AlertContext:
         except ValueError as exc:
             log.warning("%s", exc)
             return []
-        since = start - timedelta(seconds=window + self.grace_seconds)
-        until = _time(ends_at) or datetime.now(UTC)
-        until = max(until, start) + timedelta(seconds=1)
+        end = _epoch(window_end)
+        if end is not None:
+            since, until = end - timedelta(seconds=window), end + timedelta(seconds=1)
+        else:
+            since = start - timedelta(seconds=window + self.grace_seconds)
+            until = _time(ends_at) or datetime.now(UTC)
+            until = max(until, start) + timedelta(seconds=1)
         rows = self.store.query(
             topic=key if dimension == "topic" else None,
             ticker=key if dimension == "ticker" else None,

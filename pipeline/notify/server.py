@@ -154,7 +154,9 @@ class Dispatcher:
             if alert.status != "firing":
                 continue
             try:
-                articles = self.context.articles_for(alert.labels, alert.starts_at, alert.ends_at)
+                articles = self.context.articles_for(
+                    alert.labels, alert.starts_at, alert.ends_at, alert.annotations.get("window_end", "")
+                )
             except Exception as exc:  # noqa: BLE001 - context must never block a notification
                 log.warning("notify: no articles for alert %s: %s", alert.fingerprint, exc)
                 continue

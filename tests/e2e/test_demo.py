@@ -37,13 +37,24 @@ def _stream(tmp_path: Path, name: str, *, with_spike: bool) -> Path:
 
 
 def test_spike_is_delivered_and_calm_stream_stays_silent(stack, tmp_path):
-    spiked = run_demo(DemoOptions(stream=_stream(tmp_path, "spiked", with_spike=True), speedup=SPEEDUP,
+    stream = _stream(tmp_path, "spiked", with_spike=True)
+    spiked = run_demo(DemoOptions(stream=stream, speedup=SPEEDUP,
                                   timeout_seconds=600, report_dir=tmp_path / "report-spiked"))
     keys = spiked.spike_keys()  # the topic and the ticker its articles carry
     notifications = spiked.spike_notifications()
     assert notifications, f"no {SPIKE_ALERT} for {keys} was delivered; fired: {spiked.alerts_fired}"
     alert = next(a for n in notifications for a in n["alerts"] if a["labels"].get("key") in keys)
     assert alert["labels"]["dimension"] in {"topic", "ticker"}
+    # Every alert says why: the notification lists the spike's own stories (the article
+    # store, read in the alert's event-time window), each with the words behind it.
+    rows = [json.loads(line) for line in stream.read_text().splitlines() if line.strip()]
+    spike_titles = {row["text"].split("\n")[0].strip() for row in rows if row.get("spike")}
+    listed = [article for n in notifications for fired in n["alerts"] if fired["labels"].get("key") in keys
+              for article in fired.get("articles", [])]
+    assert listed, json.dumps(notifications, indent=1)[:2000]
+    assert {a["title"] for a in listed} & spike_titles, [a["title"] for a in listed]
+    assert all(a["sentiment_score"] < 0 for a in listed)
+    assert any(a["phrases"] for a in listed)
     assert spiked.counts.raw == spiked.truth["articles"]
     assert spiked.counts.agree, spiked.counts
     assert spiked.counts.closed_all_window_articles > 0

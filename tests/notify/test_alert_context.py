@@ -230,6 +230,23 @@ def test_without_an_article_store_notifications_stay_as_they_were(store_url):
         webhook.close()
 
 
+def test_the_window_end_annotation_names_the_window_in_event_time(store_url, explainer):
+    """A replay's event time runs ahead of the wall clock: startsAt says nothing about it."""
+    context = AlertContext(ArticleStore(store_url), limit=5, explainer=explainer)
+    labels = spike()["alerts"][0]["labels"]
+    hours_ago = (NOW - timedelta(hours=3)).isoformat()
+    try:
+        found = context.articles_for(labels, hours_ago, window_end=str(NOW.timestamp()))
+        assert [a.id for a in found] == ["a-1-copy", "a-2-again", "a-3"]
+        # The 15m window that ended 30 minutes ago holds none of them (old-1 is older still).
+        earlier = str((NOW - timedelta(minutes=30)).timestamp())
+        assert context.articles_for(labels, NOW.isoformat(), window_end=earlier) == []
+        # Without the annotation the wall clock decides: three hours ago, nothing.
+        assert context.articles_for(labels, hours_ago, ends_at=hours_ago) == []
+    finally:
+        context.close()
+
+
 def test_window_labels():
     assert window_seconds("15m") == 900 and window_seconds("1m") == 60
     assert window_seconds("1h") == 3600
