@@ -250,3 +250,14 @@ class ChaosPipeline:
             self.check_alive()
             time.sleep(0.3)
         return grown
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout_seconds: float, what: str, poll_seconds: float = 0.5
+) -> None:
+    """Poll ``predicate`` until it holds; ``TimeoutError`` naming ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"chaos: timed out after {timeout_seconds:.0f} s waiting for {what}")
+        time.sleep(poll_seconds)

@@ -25,7 +25,7 @@ from pipeline.demo.observe import prometheus_query
 from pipeline.kafka_io import make_producer
 from pipeline.messages import RawArticle, encode, utc_now
 from pipeline.settings import REPO_ROOT
-from tests.chaos.harness import ChaosPipeline
+from tests.chaos.harness import ChaosPipeline, wait_until
 from tests.chaos.stream import EVENT_RATE_PER_MINUTE, write_calm_stream
 
 ARTICLES = int(os.environ.get("FINSENTRY_CHAOS_ARTICLES", "1500"))
@@ -248,13 +248,6 @@ def watch_alerts(stack, run_id: str, seen: dict) -> None:
         if seen.get(name) != "firing":  # once fired, it counts as fired
             seen[name] = m["alertstate"]
 
-
-def wait_until(predicate, timeout_seconds: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"chaos: timed out after {timeout_seconds:.0f} s waiting for {what}")
-        time.sleep(0.5)
 
 
 def code_version() -> str:

@@ -28,7 +28,7 @@ import time
 import pytest
 
 from pipeline.demo.observe import alertmanager_alerts, prometheus_query
-from tests.chaos.harness import ChaosPipeline
+from tests.chaos.harness import ChaosPipeline, wait_until
 from tests.chaos.stream import write_calm_stream
 
 LAG_ALERT = "ConsumerLagGrowing"
@@ -159,11 +159,3 @@ def handled_ids(pipe: ChaosPipeline) -> set[str]:
     pipe.progress.poll()
     scored = {a.id for a in pipe.progress.readers["scored"].records}
     return scored | {d.key for d in pipe.progress.readers["dlq"].records}
-
-
-def wait_until(predicate, timeout_seconds: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"slow consumer: timed out after {timeout_seconds:.0f} s waiting for {what}")
-        time.sleep(1.0)
