@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from pipeline.db import UtcDateTime
+from pipeline.db import UtcDateTime, create_schema
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class LabelStore:
         self.url = url
         self.engine: Engine = create_engine(url, future=True)
         self.trusted_labellers = frozenset(trusted_labellers)
-        Base.metadata.create_all(self.engine)
+        create_schema(Base.metadata, self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from pipeline.db import UtcDateTime
+from pipeline.db import UtcDateTime, create_schema
 from pipeline.messages import ScoredArticle
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class ArticleStore:
                 cursor.execute("PRAGMA busy_timeout=10000")
                 cursor.close()
 
-        Base.metadata.create_all(self.engine)
+        create_schema(Base.metadata, self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from pipeline.db import create_schema
+
 _metadata = MetaData()
 
 seen_table = Table(
@@ -64,7 +66,7 @@ class CrawlerState:
         if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, future=True)
-        _metadata.create_all(self.engine)
+        create_schema(_metadata, self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
