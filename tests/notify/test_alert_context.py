@@ -234,13 +234,14 @@ def test_the_window_end_annotation_names_the_window_in_event_time(store_url, exp
     """A replay's event time runs ahead of the wall clock: startsAt says nothing about it."""
     context = AlertContext(ArticleStore(store_url), limit=5, explainer=explainer)
     labels = spike()["alerts"][0]["labels"]
-    hours_ago = (NOW - timedelta(hours=3)).isoformat()
+    now = datetime.now(UTC)  # the store's articles are dated from the fixture's clock, not NOW
+    hours_ago = (now - timedelta(hours=3)).isoformat()
     try:
-        found = context.articles_for(labels, hours_ago, window_end=str(NOW.timestamp()))
+        found = context.articles_for(labels, hours_ago, window_end=str(now.timestamp()))
         assert [a.id for a in found] == ["a-1-copy", "a-2-again", "a-3"]
         # The 15m window that ended 30 minutes ago holds none of them (old-1 is older still).
-        earlier = str((NOW - timedelta(minutes=30)).timestamp())
-        assert context.articles_for(labels, NOW.isoformat(), window_end=earlier) == []
+        earlier = str((now - timedelta(minutes=30)).timestamp())
+        assert context.articles_for(labels, now.isoformat(), window_end=earlier) == []
         # Without the annotation the wall clock decides: three hours ago, nothing.
         assert context.articles_for(labels, hours_ago, ends_at=hours_ago) == []
     finally:
