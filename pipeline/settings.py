@@ -592,7 +592,7 @@ class ArticleStoreSettings(ServiceSettings):
     #: The review queue favours the drifting classes when the window's PSI exceeds this
     #: with at least ``drift_min_articles`` articles (the ModelDrift rule's values).
     drift_psi_threshold: float = Field(default=0.25, gt=0)
-    drift_min_articles: int = Field(default=50, ge=1)
+    drift_min_articles: int = Field(default=200, ge=1)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535)
     #: Write a file_sd target so the local stack's Prometheus scrapes the sink.

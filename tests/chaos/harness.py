@@ -98,7 +98,9 @@ class ChaosPipeline:
         self.kafka = run_topics(stack, run_id)
         self.late_topic = f"chaos.{run_id}.sentiment.late"
         ensure_topics(self.kafka, [*self.kafka.all_topics(), self.late_topic])
-        self.ports = Ports(classifier=free_port(), exporter=free_port(), notifier=free_port())
+        self.ports = Ports(
+            classifier=free_port(), exporter=free_port(), notifier=free_port(), articles=free_port()
+        )
         self.services = PipelineServices(
             run_dir,
             self.kafka,

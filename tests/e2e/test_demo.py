@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.demo.observe import prometheus_query
 from pipeline.demo.run import SPIKE_ALERT, DemoOptions, run_demo
 from pipeline.ingest.demo import DemoSpec, build_demo_stream, write_demo_stream
 
@@ -66,4 +67,9 @@ def test_spike_is_delivered_and_calm_stream_stays_silent(stack, tmp_path):
                                 timeout_seconds=600, expect_alert=False, report_dir=tmp_path / "report-calm"))
     assert not calm.spike_notifications(), json.dumps(calm.notifications, indent=1)[:2000]
     assert not calm.alerts_fired, calm.alerts_fired
+    # Neither demo stream leaves the training mix: ModelDrift never even pending.
+    for run in (spiked, calm):
+        drift = prometheus_query(stack.settings.prometheus_url,
+                                 f'max_over_time(ALERTS{{alertname="ModelDrift",pipeline="{run.run_id}"}}[30m])')
+        assert not drift, drift
     assert calm.counts.agree, calm.counts
