@@ -302,3 +302,49 @@ def test_after_kill_9_and_a_restart_every_id_is_scored(kafka_settings, group_id,
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_the_bad_record_corpus_through_the_running_classifier(
+    kafka_settings, group_id, tiny_registry, unique
+):
+    """Issue 10's corpus (tests/fixtures/bad_records.py) through a running service: every
+    record dead-lettered with its reason and counted, or scored by its documented rule, and
+    the service keeps going (a good record after the corpus is scored)."""
+    from tests.fixtures.bad_records import bad_records
+
+    corpus = [r for r in bad_records(run=unique) if r.fits_kafka]  # 10 MB: refused by the broker
+    values = [(r.key, r.value) for r in corpus]
+    values.append((b"after-the-corpus", raw_bytes("after-the-corpus", title="Shares rise after the storm")))
+    _produce(kafka_settings, values)
+    dead_expected = [r for r in corpus if r.outcome == "dead_letter"]
+    handled = [r for r in corpus if r.outcome == "handled"]
+
+    metrics_registry = CollectorRegistry()
+    service = ClassifierService(_engine(tiny_registry), kafka=kafka_settings, settings=_settings(group_id),
+                                metrics=ClassifierMetrics(metrics_registry))
+    running = _Running(service)
+    try:
+        scored = _read(kafka_settings, kafka_settings.topic_scored, len(handled) + 1, decode=decode_scored)
+        dead = _read(kafka_settings, kafka_settings.topic_dlq, len(dead_expected), decode=decode_dead_letter)
+        assert running.thread.is_alive(), running.error
+    finally:
+        running.stop()
+
+    for record in dead_expected:
+        assert any(d.key == record.id and d.reason == record.reason for d in dead), (
+            record.name, record.reason, [(d.key, d.reason) for d in dead if d.key == record.id])
+    assert len(dead) == len(dead_expected)
+    assert all(d.error and d.stage == "classify" for d in dead)
+    fields = set(type(scored[0]).model_fields)
+    for record in handled:
+        matching = [a for a in scored if a.id == record.id]
+        assert matching, record.name
+        for name, value in record.expected.items():
+            if name in fields:
+                assert any(getattr(a, name) == value for a in matching), (record.name, name, value)
+    assert "after-the-corpus" in {a.id for a in scored}
+
+    sample = metrics_registry.get_sample_value
+    for reason, count in Counter(r.reason for r in dead_expected).items():
+        assert sample("finsentry_classifier_records_dead_lettered_total", {"reason": reason}) == count, reason
+    assert sample("finsentry_classifier_records_consumed_total") == len(values)
