@@ -50,6 +50,10 @@ class PrometheusServer:
 
     def start(self) -> None:
         if self.process.is_running():
+            # Started earlier, perhaps from another checkout or before the rules were
+            # edited: it evaluates the rules it loaded then. Point it at this checkout's.
+            if self.is_ready():
+                self.reload()
             return
         binary = shutil.which("prometheus")
         if binary is None:

@@ -102,3 +102,28 @@ def test_alertmanager_delivers_an_alert_to_a_webhook(stack, unique):
     finally:
         stack.alertmanager.reload(previous)
         server.shutdown()
+
+
+def _rule_groups(prometheus_url: str) -> set[str]:
+    response = httpx.get(f"{prometheus_url}/api/v1/rules", timeout=5)
+    response.raise_for_status()
+    return {group["name"] for group in response.json()["data"]["groups"]}
+
+
+def test_up_on_a_running_stack_loads_this_checkouts_rules(stack, tmp_path):
+    """A Prometheus started earlier (another checkout, rules since edited) is pointed at
+    this checkout's config and rules by `stack up`, not left evaluating the old ones."""
+    prometheus, url = stack.prometheus, stack.settings.prometheus_url
+    config = prometheus.config_file.read_text()
+    stale = config.replace(
+        config.split("rule_files:\n", 1)[1].split("\n", 1)[0],
+        f"  - {tmp_path / 'elsewhere' / '*.yml'}",
+    )
+    assert stale != config
+    prometheus.config_file.write_text(stale)
+    httpx.post(f"{url}/-/reload", timeout=10).raise_for_status()
+    try:
+        assert "finsentry-sentiment-alerts" not in _rule_groups(url)
+    finally:
+        stack.up()
+    assert {"finsentry-sentiment-alerts", "finsentry-drift-alerts"} <= _rule_groups(url)
