@@ -44,6 +44,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def new_run(stack, kind: str, unique: str, group: str = "chaos") -> tuple[str, Path]:
+    """A run id ``<kind>-<unique>`` and its fresh directory under the stack's run dir."""
+    run_id = f"{kind}-{unique}"
+    run_dir = stack.settings.run_dir / group / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_id, run_dir
+
+
 def run_topics(stack, run_id: str) -> KafkaSettings:
     prefix = f"chaos.{run_id}."
     base = stack.kafka_settings()

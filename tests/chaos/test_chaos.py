@@ -25,7 +25,7 @@ from pipeline.demo.observe import prometheus_query
 from pipeline.kafka_io import make_producer
 from pipeline.messages import RawArticle, encode, utc_now
 from pipeline.settings import REPO_ROOT
-from tests.chaos.harness import ChaosPipeline, wait_until
+from tests.chaos.harness import ChaosPipeline, new_run, wait_until
 from tests.chaos.stream import EVENT_RATE_PER_MINUTE, write_calm_stream
 
 ARTICLES = int(os.environ.get("FINSENTRY_CHAOS_ARTICLES", "1500"))
@@ -39,9 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.flink, pytest.mark.slow]
 
 
 def test_pipeline_survives_kills_and_a_broker_restart_losing_nothing(stack, unique):
-    run_id = f"chaos-{unique}"
-    run_dir = stack.settings.run_dir / "chaos" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id, run_dir = new_run(stack, "chaos", unique)
     stream = run_dir / "stream.jsonl"
     ids = write_calm_stream(stream, run_id, ARTICLES)
     seed = int(os.environ.get("FINSENTRY_CHAOS_SEED", str(random.randrange(10**6))))

@@ -28,7 +28,7 @@ import time
 import pytest
 
 from pipeline.demo.observe import alertmanager_alerts, prometheus_query
-from tests.chaos.harness import ChaosPipeline, wait_until
+from tests.chaos.harness import ChaosPipeline, new_run, wait_until
 from tests.chaos.stream import write_calm_stream
 
 LAG_ALERT = "ConsumerLagGrowing"
@@ -81,9 +81,7 @@ def test_lagging_classifier_fires_the_lag_alert_loses_nothing_and_resolves(stack
     prometheus, alertmanager = stack.settings.prometheus_url, stack.settings.alertmanager_url
     wait_until(lambda: not lag_alert_states(prometheus), 180, f"an earlier {LAG_ALERT} to clear")
 
-    run_id = f"slow-{unique}"
-    run_dir = stack.settings.run_dir / "chaos" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id, run_dir = new_run(stack, "slow", unique)
     stream = run_dir / "stream.jsonl"
     write_calm_stream(stream, run_id, ARTICLES)
     pipe = ChaosPipeline(stack, run_id, run_dir)

@@ -171,7 +171,7 @@ def scenario(stack, run_id):
         partitions=3,
     )
     ensure_topics(kafka)
-    stack.prometheus.reload()  # load deploy/prometheus/rules as they are in this checkout
+    # The session's `stack up` pointed Prometheus at this checkout's rules.
     groups = httpx.get(f"{stack.settings.prometheus_url}/api/v1/rules", timeout=10).json()
     assert "finsentry-sentiment-alerts" in {g["name"] for g in groups["data"]["groups"]}
 

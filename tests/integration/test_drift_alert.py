@@ -20,7 +20,7 @@ from pipeline.demo.observe import prometheus_query
 from pipeline.demo.services import FINSENTRY
 from pipeline.ingest.demo import load_pools, resolve_data_dir
 from pipeline.messages import format_time
-from tests.chaos.harness import ChaosPipeline, wait_until
+from tests.chaos.harness import ChaosPipeline, new_run, wait_until
 
 TOPIC = "Macro"
 DRIFT_ALERT = "ModelDrift"
@@ -41,9 +41,7 @@ def write_one_topic_stream(path: Path, run_id: str, topic: str) -> int:
 
 
 def test_a_one_topic_replay_raises_model_drift_for_its_pipeline(stack, unique):
-    run_id = f"drift-{unique}"
-    run_dir = stack.settings.run_dir / "drift" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id, run_dir = new_run(stack, "drift", unique, group="drift")
     stream = run_dir / "stream.jsonl"
     articles = write_one_topic_stream(stream, run_id, TOPIC)
     assert articles >= 200, f"only {articles} held-out {TOPIC} headlines"
