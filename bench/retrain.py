@@ -193,7 +193,7 @@ def main() -> int:
             f"shift: {added} labels from the {len(classes)} worst topics "
             f"({', '.join(c['topic'] for c in classes)})"
         )
-        print(format_scores(scores["current"], scores["candidate"], retrain_settings.gate_metric))
+        print(format_scores(scores["current"], scores["candidate"]))
         print(
             f"retrain: {retrain_seconds:.0f}s total ({report['training']['train_seconds']:.0f}s "
             f"training) -> {report['outcome']}; {report['gate']['reasons']}"

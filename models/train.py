@@ -31,6 +31,7 @@ from models.evaluate import classification_metrics
 from models.labels import TASKS, num_classes
 from models.loading import compute_logits, resolve_device
 from models.model import MultiTaskClassifier, multitask_loss
+from models.optim import adamw, warmup_linear_decay
 from models.publish import publish
 from models.registry import Registry, RegistryEntry
 
@@ -56,20 +57,6 @@ def _class_weights(labels: list[int], n: int, mode: str) -> torch.Tensor | None:
     weights = np.where(counts > 0, np.clip(counts, 1, None) ** -power, 0.0)
     weights *= counts.sum() / max((weights * counts).sum(), 1e-12)
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def _lr_lambda(total_steps: int, warmup_steps: int, time_fraction=lambda: 0.0):
-    """Linear warmup, then linear decay to 0 at the last step, or at the end of the time
-    budget when that comes first (``time_fraction()`` in [0, 1]): a run cut short by
-    ``max_train_seconds`` on a slow machine still ends with an annealed learning rate."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        by_steps = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return max(0.0, 1.0 - max(by_steps, time_fraction()))
-
-    return factor
 
 
 def _trainable_state(model: MultiTaskClassifier) -> dict[str, torch.Tensor]:
@@ -168,12 +155,8 @@ def train(
         sum(p.numel() for p in head_params),
         device,
     )
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": adapter_params, "lr": config.learning_rate},
-            {"params": head_params, "lr": config.head_learning_rate},
-        ],
-        weight_decay=config.weight_decay,
+    optimizer, trainable = adamw(
+        model, config.learning_rate, config.head_learning_rate, config.weight_decay
     )
     batches_per_epoch = len(epoch_batches(len(data), lengths, config.batch_size, config.seed, 0))
     steps_per_epoch = max(1, batches_per_epoch // config.grad_accumulation_steps)
@@ -187,7 +170,8 @@ def train(
         return min(1.0, spent / config.max_train_seconds)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, int(config.warmup_fraction * total_steps), time_fraction)
+        optimizer,
+        warmup_linear_decay(total_steps, int(config.warmup_fraction * total_steps), time_fraction),
     )
     weights = {
         task: _class_weights(getattr(data, task), num_classes(task), config.class_weighting)
@@ -276,9 +260,7 @@ def train(
                     raise TrainingError(f"train: loss is {float(loss)} at epoch {epoch} batch {b}")
                 (loss / config.grad_accumulation_steps).backward()
                 if (b + 1) % config.grad_accumulation_steps == 0 or b + 1 == len(batches):
-                    torch.nn.utils.clip_grad_norm_(
-                        adapter_params + head_params, config.max_grad_norm
-                    )
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)

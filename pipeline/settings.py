@@ -377,10 +377,15 @@ class LabelSettings(ServiceSettings):
 class RetrainSettings(ServiceSettings):
     """``finsentry retrain``: what a candidate trains on, the promotion gate, the triggers.
 
-    Gate (``gate_metric``): on the held-out new labels, the candidate's gain over
-    the current model (mean over tasks weighted by label count) must exceed
+    Gate: on the held-out new labels, the candidate's gain over the current model
+    in ``new_label_metric`` (mean over tasks weighted by label count) must exceed
     ``min_new_label_gain``; on the original held-out split it must not fall more
-    than ``max_original_drop`` below the current model on any task.
+    than ``max_original_drop`` below the current model in ``original_metric`` on
+    any task. The defaults differ on purpose: a few dozen held-out labels spread
+    over several classes give a macro-F1 that one example swings by a few points
+    (measured: docs/model.md), so (b) is judged on accuracy; the original
+    held-out split has thousands of examples, where macro-F1 is stable and also
+    catches a class being forgotten.
     """
 
     section: ClassVar[str] = "retrain"
@@ -390,7 +395,9 @@ class RetrainSettings(ServiceSettings):
     #: Loss weight of a new label relative to an original training example.
     label_weight: float = Field(default=4.0, gt=0)
     #: Original training examples replayed per retrain, as a fraction of the original set.
-    replay_fraction: float = Field(default=0.1, gt=0, le=1)
+    #: 10% let a retrain on topic labels forget sentiment (macro-F1 -0.011); 25% did
+    #: not (docs/model.md, "Retraining").
+    replay_fraction: float = Field(default=0.25, gt=0, le=1)
     #: Replayed examples per new training label at least (keeps small label sets anchored).
     min_replay_per_label: float = Field(default=2.0, ge=0)
     #: New labels kept out of training to judge the candidate (chosen by article id hash).
@@ -404,7 +411,8 @@ class RetrainSettings(ServiceSettings):
     max_train_seconds: float | None = Field(default=None, gt=0)
     #: Original held-out examples evaluated per task (None: all).
     eval_limit_per_task: int | None = Field(default=None, ge=1)
-    gate_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    new_label_metric: Literal["macro_f1", "accuracy"] = "accuracy"
+    original_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     min_new_label_gain: float = Field(default=0.0, ge=0)
     max_original_drop: float = Field(default=0.01, ge=0)
     seed: int = 13

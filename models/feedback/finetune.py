@@ -5,7 +5,8 @@ the two datasets. A retrain needs three things it does not offer: starting from
 an existing entry's adapter and heads, extra examples that are not in the data
 directory, and a loss weight per example (so that a few hundred analyst labels
 count against thousands of replayed originals). This module reuses the model
-engineer's pieces (model, batching, logits, calibration) and adds only those.
+engineer's pieces (model, batching, optimiser and schedule, logits, calibration)
+and adds only those.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from models.evaluate import classification_metrics
 from models.labels import IGNORE_INDEX, TASKS
 from models.loading import compute_logits
 from models.model import MultiTaskClassifier, load_encoder
+from models.optim import adamw, warmup_linear_decay
 from models.registry import RegistryEntry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -141,24 +143,14 @@ def finetune(
     data = encode(list(examples), tokenizer, options.max_length_tokens)
     weights = torch.tensor([e.weight for e in examples], dtype=torch.float32)
     lengths = [len(x) for x in data.input_ids]
-    adapter_params, head_params = model.trainable_parameters()
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": adapter_params, "lr": options.learning_rate},
-            {"params": head_params, "lr": options.head_learning_rate},
-        ],
-        weight_decay=options.weight_decay,
+    optimizer, trainable = adamw(
+        model, options.learning_rate, options.head_learning_rate, options.weight_decay
     )
     per_epoch = math.ceil(len(data) / options.batch_size)
     total = per_epoch * options.epochs
-    warmup = int(options.warmup_fraction * total)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_linear_decay(total, int(options.warmup_fraction * total))
+    )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     started = time.monotonic()
     step, seen, ema = 0, 0, None
@@ -175,7 +167,7 @@ def finetune(
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"finetune: loss is {float(loss)} at step {step}")
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(adapter_params + head_params, options.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(trainable, options.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -58,11 +58,12 @@ def gate(
     """The promotion rule, on scores ``{split: {task: {"n", metric...}}}``.
 
     (b) the mean over tasks, weighted by held-out label count, of candidate minus
-    current on the held-out new labels must exceed ``min_new_label_gain``; and
-    (a) on no task may the candidate fall more than ``max_original_drop`` below the
-    current model on the original held-out split. Metric: ``gate_metric``.
+    current in ``new_label_metric`` on the held-out new labels must exceed
+    ``min_new_label_gain``; and (a) on no task may the candidate fall more than
+    ``max_original_drop`` below the current model in ``original_metric`` on the
+    original held-out split.
     """
-    metric = settings.gate_metric
+    metric = settings.new_label_metric
     reasons = []
     weighted, total = 0.0, 0
     for task, cand in candidate["new_labels"].items():
@@ -79,6 +80,7 @@ def gate(
             f"(b) held-out new labels: {metric} gain {gain:+.4f} is not above "
             f"{settings.min_new_label_gain:+.4f}"
         )
+    metric = settings.original_metric
     drops = {}
     for task, cand in candidate["original_heldout"].items():
         if not cand.get("n"):
@@ -277,7 +279,8 @@ class Retrainer:
                 "gate": {
                     "passed": decision.passed,
                     "reasons": decision.reasons,
-                    "metric": s.gate_metric,
+                    "new_label_metric": s.new_label_metric,
+                    "original_metric": s.original_metric,
                     "new_label_gain": decision.new_label_gain,
                     "original_drop": decision.original_drop,
                 },
@@ -317,7 +320,7 @@ class Retrainer:
             f"{total_seconds:.0f}s total\n"
             + "\n".join(f"  {r}" for r in decision.reasons)
             + "\n"
-            + format_scores(scores_current, scores_candidate, s.gate_metric)
+            + format_scores(scores_current, scores_candidate)
         )
         log.info("%s", summary)
         return {
@@ -368,17 +371,19 @@ class Retrainer:
         return out
 
 
-def format_scores(current: dict, candidate: dict, metric: str) -> str:
+def format_scores(current: dict, candidate: dict) -> str:
+    """A table of both models' accuracy and macro-F1 on every split and task."""
     lines = [
-        f"  {'split':18s} {'task':10s} {'n':>5s} {'current':>8s} {'candidate':>9s}  ({metric})"
+        f"  {'split':18s} {'task':10s} {'n':>5s} {'metric':9s} {'current':>8s} {'candidate':>9s}"
     ]
     for split in SPLITS:
         for task, cand in candidate[split].items():
             if cand.get("n"):
-                lines.append(
-                    f"  {split:18s} {task:10s} {cand['n']:5d} "
-                    f"{current[split][task][metric]:8.4f} {cand[metric]:9.4f}"
-                )
+                for metric in ("accuracy", "macro_f1"):
+                    lines.append(
+                        f"  {split:18s} {task:10s} {cand['n']:5d} {metric:9s} "
+                        f"{current[split][task][metric]:8.4f} {cand[metric]:9.4f}"
+                    )
     return "\n".join(lines)
 
 

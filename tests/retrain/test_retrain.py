@@ -100,12 +100,15 @@ def test_worse_candidate_is_not_promoted(tiny_world):
 def test_gate_rule():
     settings = RetrainSettings(max_original_drop=0.01, min_new_label_gain=0.0)
 
-    def scores(b, a):
+    def scores(b_acc, a_f1, b_f1=0.5):
         return {
-            "new_labels": {"sentiment": {"n": 10, "macro_f1": b}, "topic": {"n": 0}},
+            "new_labels": {
+                "sentiment": {"n": 10, "accuracy": b_acc, "macro_f1": b_f1},
+                "topic": {"n": 0},
+            },
             "original_heldout": {
-                "sentiment": {"n": 50, "macro_f1": a},
-                "topic": {"n": 50, "macro_f1": 0.8},
+                "sentiment": {"n": 50, "accuracy": 0.9, "macro_f1": a_f1},
+                "topic": {"n": 50, "accuracy": 0.8, "macro_f1": 0.8},
             },
         }
 
@@ -114,6 +117,14 @@ def test_gate_rule():
     assert not no_gain.passed and "(b)" in no_gain.reasons[0]
     forgot = gate(scores(0.5, 0.9), scores(0.9, 0.85), settings)
     assert not forgot.passed and "(a) original held-out sentiment" in forgot.reasons[0]
+    # (b) is judged on accuracy by default: a macro-F1 dip on a few labels does not veto
+    noisy_f1 = scores(0.7, 0.9, b_f1=0.4)
+    assert gate(scores(0.5, 0.9), noisy_f1, settings).passed
+    strict = RetrainSettings(new_label_metric="macro_f1", max_original_drop=0.01)
+    decision = gate(scores(0.5, 0.9), noisy_f1, strict)
+    assert not decision.passed and "macro_f1 gain -0.1000" in decision.reasons[0]
+    # (a) is judged on macro-F1 by default: a forgotten class shows there first
+    assert not gate(scores(0.5, 0.9), scores(0.7, 0.85), settings).passed
 
 
 def test_triggers(tiny_world):
