@@ -402,6 +402,9 @@ class Registry:
         final = self.entries_dir / version
         if final.exists():
             raise RegistryError(f"registry entry {version!r}: already exists")
+        # Before the staging directory exists: inside a checkout (the shipped
+        # registry is models/registry) it would count as a local change.
+        code = code_version()
         self.entries_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.entries_dir))
         try:
@@ -419,7 +422,7 @@ class Registry:
                 "schema": SCHEMA_VERSION,
                 "version": version,
                 "created_at": created.isoformat().replace("+00:00", "Z"),
-                "code_version": code_version(),
+                "code_version": code,
                 "parent": parent,
                 "base_model": {
                     "name": base_model_name(base_dir),

@@ -38,6 +38,26 @@ def test_pointer_is_replaced_atomically(tiny_root):
     assert first.version in registry.history()
 
 
+def test_code_version_is_taken_before_the_entry_is_staged(tiny_root, monkeypatch):
+    """In a checkout the staging directory is an untracked file: the version would
+    read ``-dirty`` for every entry trained into the shipped registry."""
+    import models.registry
+
+    staged_when_asked = []
+
+    def fake_code_version():
+        entries = tiny_root / "entries"
+        staged_when_asked.append(
+            entries.is_dir() and any(p.name.startswith(".") for p in entries.iterdir())
+        )
+        return "abc123"
+
+    monkeypatch.setattr(models.registry, "code_version", fake_code_version)
+    entry = make_tiny_entry(tiny_root)
+    assert staged_when_asked == [False]
+    assert json.loads((entry.path / "entry.json").read_text())["code_version"] == "abc123"
+
+
 def test_manifest_is_self_describing(tiny_root):
     entry = make_tiny_entry(tiny_root)
     manifest = json.loads((entry.path / "entry.json").read_text())
