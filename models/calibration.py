@@ -41,6 +41,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over examples of the squared distance between the probabilities and the
+    one-hot label (0 perfect, 2 worst): a proper scoring rule that, unlike accuracy,
+    moves a little with every example rather than a lot with one."""
+    if len(labels) == 0:
+        return 0.0
+    onehot = np.zeros_like(probs, dtype=np.float64)
+    onehot[np.arange(len(labels)), labels] = 1.0
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """ECE with equal-width confidence bins: sum over bins of |acc - conf| weighted by size."""
     if len(labels) == 0:

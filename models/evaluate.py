@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from models.calibration import expected_calibration_error, softmax
+from models.calibration import brier_score, expected_calibration_error, softmax
 from models.labels import class_names
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def classification_metrics(
         # so a small file is not scored on classes that appear in neither
         "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
         "ece": expected_calibration_error(softmax(logits / temperature), labels),
+        "brier": brier_score(softmax(logits / temperature), labels),
         "temperature": float(temperature),
         "per_class": {
             names[c]: {

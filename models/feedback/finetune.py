@@ -228,11 +228,12 @@ def evaluate(
     max_length_tokens: int,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """accuracy, macro-F1, ECE of ``model`` on one task's labelled texts (``n`` = 0: empty)."""
+    """accuracy, macro-F1, ECE and Brier score of ``model`` on one task's labelled texts
+    (``n`` = 0: empty)."""
     if not texts:
         return {"n": 0}
     logits = compute_logits(
         model.eval(), tokenizer, list(texts), max_length_tokens=max_length_tokens, device=device
     )[task]
     metrics = classification_metrics(np.asarray(labels), logits, task, temperature)
-    return {k: metrics[k] for k in ("n", "accuracy", "macro_f1", "ece")}
+    return {k: metrics[k] for k in ("n", "accuracy", "macro_f1", "ece", "brier")}

@@ -38,6 +38,15 @@ from models.feedback.store import LabelStore, snapshot_hash
 log = logging.getLogger(__name__)
 
 SPLITS = ("original_heldout", "new_labels")
+#: Metrics scored on both splits for every candidate; the gate uses the configured ones.
+GATE_METRICS = ("accuracy", "macro_f1", "brier")
+#: Metrics where lower is better (the gate flips their sign: a gain is a decrease).
+LOWER_IS_BETTER = frozenset({"brier"})
+
+
+def improvement(metric: str, current: float, candidate: float) -> float:
+    """How much better ``candidate`` is than ``current`` in ``metric`` (negative: worse)."""
+    return current - candidate if metric in LOWER_IS_BETTER else candidate - current
 
 
 class RetrainError(RuntimeError):
@@ -69,7 +78,7 @@ def gate(
     for task, cand in candidate["new_labels"].items():
         n = cand.get("n", 0)
         if n:
-            weighted += n * (cand[metric] - current["new_labels"][task][metric])
+            weighted += n * improvement(metric, current["new_labels"][task][metric], cand[metric])
             total += n
     if total == 0:
         return GateDecision(False, ["no held-out new labels to judge the candidate on"])
@@ -77,7 +86,7 @@ def gate(
     ok_b = gain > settings.min_new_label_gain
     if not ok_b:
         reasons.append(
-            f"(b) held-out new labels: {metric} gain {gain:+.4f} is not above "
+            f"(b) held-out new labels: {metric} improvement {gain:+.4f} is not above "
             f"{settings.min_new_label_gain:+.4f}"
         )
     metric = settings.original_metric
@@ -85,16 +94,16 @@ def gate(
     for task, cand in candidate["original_heldout"].items():
         if not cand.get("n"):
             continue
-        drops[task] = current["original_heldout"][task][metric] - cand[metric]
+        drops[task] = -improvement(metric, current["original_heldout"][task][metric], cand[metric])
         if drops[task] > settings.max_original_drop:
             reasons.append(
-                f"(a) original held-out {task}: {metric} drops {drops[task]:.4f}, "
+                f"(a) original held-out {task}: {metric} worse by {drops[task]:.4f}, "
                 f"tolerance {settings.max_original_drop:.4f}"
             )
     passed = ok_b and not reasons
     return GateDecision(
         passed,
-        reasons or [f"(b) gain {gain:+.4f}; (a) within tolerance"],
+        reasons or [f"(b) {settings.new_label_metric} improvement {gain:+.4f}; (a) within tolerance"],
         round(gain, 6),
         {k: round(v, 6) for k, v in drops.items()},
     )
@@ -379,7 +388,7 @@ def format_scores(current: dict, candidate: dict) -> str:
     for split in SPLITS:
         for task, cand in candidate[split].items():
             if cand.get("n"):
-                for metric in ("accuracy", "macro_f1"):
+                for metric in GATE_METRICS:
                     lines.append(
                         f"  {split:18s} {task:10s} {cand['n']:5d} {metric:9s} "
                         f"{current[split][task][metric]:8.4f} {cand[metric]:9.4f}"
@@ -397,7 +406,7 @@ def metric_state(store: LabelStore) -> dict[str, Any]:
         if serving:
             for split, tasks in serving.items():
                 for task, values in tasks.items():
-                    for name in ("accuracy", "macro_f1"):
+                    for name in GATE_METRICS:
                         if name in values:
                             scores[(split, task, name)] = float(values[name])
             break

@@ -100,31 +100,42 @@ def test_worse_candidate_is_not_promoted(tiny_world):
 def test_gate_rule():
     settings = RetrainSettings(max_original_drop=0.01, min_new_label_gain=0.0)
 
-    def scores(b_acc, a_f1, b_f1=0.5):
+    def scores(b_brier, a_f1, b_acc=0.5):
         return {
             "new_labels": {
-                "sentiment": {"n": 10, "accuracy": b_acc, "macro_f1": b_f1},
+                "sentiment": {"n": 10, "brier": b_brier, "accuracy": b_acc, "macro_f1": 0.5},
                 "topic": {"n": 0},
             },
             "original_heldout": {
-                "sentiment": {"n": 50, "accuracy": 0.9, "macro_f1": a_f1},
-                "topic": {"n": 50, "accuracy": 0.8, "macro_f1": 0.8},
+                "sentiment": {"n": 50, "accuracy": 0.9, "macro_f1": a_f1, "brier": 0.2},
+                "topic": {"n": 50, "accuracy": 0.8, "macro_f1": 0.8, "brier": 0.3},
             },
         }
 
-    assert gate(scores(0.5, 0.9), scores(0.7, 0.895), settings).passed
+    # (b) defaults to the Brier score, where lower is better
+    assert gate(scores(0.5, 0.9), scores(0.3, 0.895), settings).passed
     no_gain = gate(scores(0.5, 0.9), scores(0.5, 0.9), settings)
     assert not no_gain.passed and "(b)" in no_gain.reasons[0]
-    forgot = gate(scores(0.5, 0.9), scores(0.9, 0.85), settings)
+    worse = gate(scores(0.5, 0.9), scores(0.6, 0.9), settings)
+    assert not worse.passed and "brier improvement -0.1000" in worse.reasons[0]
+    forgot = gate(scores(0.5, 0.9), scores(0.3, 0.85), settings)
     assert not forgot.passed and "(a) original held-out sentiment" in forgot.reasons[0]
-    # (b) is judged on accuracy by default: a macro-F1 dip on a few labels does not veto
-    noisy_f1 = scores(0.7, 0.9, b_f1=0.4)
-    assert gate(scores(0.5, 0.9), noisy_f1, settings).passed
-    strict = RetrainSettings(new_label_metric="macro_f1", max_original_drop=0.01)
-    decision = gate(scores(0.5, 0.9), noisy_f1, strict)
-    assert not decision.passed and "macro_f1 gain -0.1000" in decision.reasons[0]
-    # (a) is judged on macro-F1 by default: a forgotten class shows there first
-    assert not gate(scores(0.5, 0.9), scores(0.7, 0.85), settings).passed
+    # one example fewer right on a few labels does not veto a better-calibrated candidate
+    one_flip = scores(0.3, 0.9, b_acc=0.4)
+    assert gate(scores(0.5, 0.9), one_flip, settings).passed
+    by_accuracy = RetrainSettings(new_label_metric="accuracy", max_original_drop=0.01)
+    decision = gate(scores(0.5, 0.9), one_flip, by_accuracy)
+    assert not decision.passed and "accuracy improvement -0.1000" in decision.reasons[0]
+    # (a) defaults to macro-F1: a forgotten class shows there first
+    assert not gate(scores(0.5, 0.9), scores(0.3, 0.85), settings).passed
+    # and with the Brier score on (a), a rise is a drop
+    on_brier = RetrainSettings(original_metric="brier", max_original_drop=0.01)
+    worse_a = scores(0.3, 0.9)
+    worse_a["original_heldout"]["topic"]["brier"] = 0.32
+    decision = gate(scores(0.5, 0.9), worse_a, on_brier)
+    assert not decision.passed and "(a) original held-out topic: brier worse by 0.0200" in (
+        decision.reasons[0]
+    )
 
 
 def test_triggers(tiny_world):
@@ -153,7 +164,8 @@ def test_cli_retrain_exit_status_and_json(tiny_world, monkeypatch):
         "FINSENTRY_MODEL_DEVICE": "cpu",
         "FINSENTRY_MODEL_TORCH_THREADS": "1",
         "FINSENTRY_LABELS_DATABASE_URL": store.url,
-        "FINSENTRY_RETRAIN_MIN_NEW_LABEL_GAIN": "0.99",  # unreachable: must be rejected
+        # unreachable (accuracy, macro-F1 and Brier improve by at most 1, 1, 2): rejected
+        "FINSENTRY_RETRAIN_MIN_NEW_LABEL_GAIN": "2.5",
         **{f"FINSENTRY_RETRAIN_{k.upper()}": str(v) for k, v in FAST.items()},
     }
     for key, value in env.items():
