@@ -6,14 +6,8 @@ Kafka (acks=all). A crash between produce and commit re-scores that batch
 after the restart; the aggregation deduplicates by article id. Replicas share
 the consumer group and need no coordination of their own.
 
-Two batches overlap: while batch N is scored on a worker thread (the model
-releases the GIL), the loop collects batch N+1 and then produces, flushes and
-commits batch N. Batches are delivered and committed in the order they were
-read, one scoring at a time, so the guarantees above are unchanged; a model
-switch waits until no batch is in flight.
-
 ``stop()`` (SIGTERM, SIGINT) ends the batch being collected early, scores and
-produces what is in flight, commits, leaves the group and returns.
+produces it, commits, leaves the group and returns.
 """
 
 from __future__ import annotations
@@ -21,12 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pipeline.classify.batching import next_batch
 from pipeline.classify.engine import Classifier
-from pipeline.classify.process import BatchResult, score_batch
+from pipeline.classify.process import score_batch
 from pipeline.classify.reload import ModelWatcher
 from pipeline.kafka_io import ensure_topics, make_consumer, make_producer, subscribe_when_known
 from pipeline.messages import encode
@@ -95,39 +88,29 @@ class ClassifierService:
             self.settings.batch_size,
             self.settings.max_wait_ms,
         )
-        # One scoring thread: batches are scored one at a time, in order.
-        scorer = ThreadPoolExecutor(1, "score")
-        in_flight: tuple[list[Any], Future[BatchResult]] | None = None
         try:
             while not self._stop.is_set():
-                new_model = self.watcher.take() if self.watcher is not None else None
-                if new_model is not None:
-                    if in_flight is not None:
-                        self._deliver(*in_flight, consumer, producer)
-                        in_flight = None
-                    self._switch_model(new_model)
+                self._maybe_switch_model()
                 records = next_batch(
                     consumer,
                     batch_size=self.settings.batch_size,
                     max_wait_ms=self.settings.max_wait_ms,
                     stop=self._stop.is_set,
-                    # with a batch in flight, an idle poll must not delay its delivery
-                    idle_poll_ms=max(1, self.settings.max_wait_ms) if in_flight else 200,
                 )
-                scoring = (records, self._submit(scorer, records)) if records else None
-                if in_flight is not None:
-                    self._deliver(*in_flight, consumer, producer)
-                in_flight = scoring
+                if records:
+                    self._handle(records, consumer, producer)
                 self._update_lag(consumer)
-            if in_flight is not None:
-                self._deliver(*in_flight, consumer, producer)
         finally:
-            scorer.shutdown(wait=True)
             producer.close(timeout=self.settings.produce_timeout_seconds)
             consumer.close()
             log.info("classifier stopped after %d batches", self.batches)
 
-    def _switch_model(self, new: Classifier) -> None:
+    def _maybe_switch_model(self) -> None:
+        if self.watcher is None:
+            return
+        new = self.watcher.take()
+        if new is None:
+            return
         old = self.classifier.version
         self.classifier = new
         self.metrics.model_info.info({"version": new.version})
@@ -139,23 +122,14 @@ class ClassifierService:
             self.batches + 1,
         )
 
-    def _submit(self, scorer: ThreadPoolExecutor, records: list[Any]) -> Future[BatchResult]:
-        """Start scoring ``records`` on the scoring thread with the model serving now."""
-        self.metrics.records_consumed.inc(len(records))
-        self.metrics.batch_size.observe(len(records))
-        return scorer.submit(
-            score_batch, records, self.classifier, max_text_chars=self.settings.max_text_chars
-        )
-
-    def _deliver(
-        self, records: list[Any], scoring: Future[BatchResult], consumer, producer
-    ) -> None:
-        """Wait for a batch's scores, produce them, wait for the acks, then commit its offsets."""
+    def _handle(self, records: list[Any], consumer, producer) -> None:
         from kafka.errors import CommitFailedError, KafkaError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         m = self.metrics
-        result = scoring.result()
+        m.records_consumed.inc(len(records))
+        m.batch_size.observe(len(records))
+        result = score_batch(records, self.classifier, max_text_chars=self.settings.max_text_chars)
         if result.inference_seconds:
             m.inference_seconds.observe(result.inference_seconds)
 
