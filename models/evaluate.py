@@ -38,6 +38,7 @@ def classification_metrics(
     classes = list(range(len(names)))
     labels = np.asarray(labels)
     preds = logits.argmax(axis=1)
+    probs = softmax(logits / temperature)
     p, r, f, support = precision_recall_fscore_support(
         labels, preds, labels=classes, zero_division=0
     )
@@ -48,8 +49,8 @@ def classification_metrics(
         # sklearn's convention: macro over the classes present in labels or predictions,
         # so a small file is not scored on classes that appear in neither
         "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
-        "ece": expected_calibration_error(softmax(logits / temperature), labels),
-        "brier": brier_score(softmax(logits / temperature), labels),
+        "ece": expected_calibration_error(probs, labels),
+        "brier": brier_score(probs, labels),
         "temperature": float(temperature),
         "per_class": {
             names[c]: {

@@ -381,7 +381,7 @@ class Retrainer:
 
 
 def format_scores(current: dict, candidate: dict) -> str:
-    """A table of both models' accuracy and macro-F1 on every split and task."""
+    """A table of both models' scores (every metric in GATE_METRICS) on every split and task."""
     lines = [
         f"  {'split':18s} {'task':10s} {'n':>5s} {'metric':9s} {'current':>8s} {'candidate':>9s}"
     ]
