@@ -215,7 +215,10 @@ class AggregateSettings(ServiceSettings):
     #: Bounded out-of-orderness of ``published_at``: watermark = max event time seen - this.
     out_of_orderness_ms: int = Field(default=5_000, ge=0)
     #: A Kafka partition without records for this long stops holding the watermark back (0: never).
-    source_idle_timeout_ms: int = Field(default=10_000, ge=0)
+    #: Keep it above the longest broker outage to ride out: an outage idles every partition,
+    #: and when they resume one at a time the first one's backlog moves the watermark past
+    #: the others' records, which then arrive late (docs/aggregate.md).
+    source_idle_timeout_ms: int = Field(default=60_000, ge=0)
     #: De-duplicate by article id before counting.
     dedupe_by_id: bool = True
     #: Count a syndicated copy (``duplicate_of`` set) as the story it copies.

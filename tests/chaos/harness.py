@@ -121,6 +121,11 @@ class ChaosPipeline:
                 # The shared broker, with every test's topics, takes 35-90 s to restart here;
                 # the default (60 s) would make the classifier give up on a batch and exit.
                 "FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS": "300",
+                # For the same reason the Flink source must not call a partition idle
+                # during the outage: partitions resuming one after the other would push
+                # late records to sentiment.late (docs/aggregate.md, idle partitions).
+                # Longer than any recovery the test accepts (RECOVERY_TIMEOUT_S).
+                "FINSENTRY_AGGREGATE_SOURCE_IDLE_TIMEOUT_MS": "300000",
                 "FINSENTRY_AGGREGATE_TRANSACTIONAL_ID_PREFIX": f"chaos-{run_id}",
                 "FINSENTRY_AGGREGATE_TOPIC_LATE": self.late_topic,
                 "FINSENTRY_AGGREGATE_SAVEPOINT_DIR": str(run_dir / "aggregate" / "savepoints"),

@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from kafka.partitioner.default import murmur2
 
 from pipeline.demo.observe import prometheus_query
 from pipeline.kafka_io import make_producer
@@ -171,9 +172,10 @@ def inject(pipe: ChaosPipeline, kind: str, at_s: float) -> dict:
 
 
 def close_all_windows(pipe: ChaosPipeline) -> set[str]:
-    """One article per partition of news.raw, 5 minutes of event time after the stream:
-    the watermark passes the end of every window that holds a stream article, so the
-    last window is closed too. The sentinels' own window stays open and is not counted."""
+    """One article per partition of news.raw and of news.scored, 5 minutes of event time
+    after the stream: the watermark passes the end of every window that holds a stream
+    article, so the last window is closed too, without waiting for the source idle
+    timeout. The sentinels' own window stays open and is not counted."""
     raw = pipe.progress.readers["raw"]
     pipe.progress.poll()
     latest = max(a.published_at for a in raw.records)
@@ -182,7 +184,7 @@ def close_all_windows(pipe: ChaosPipeline) -> set[str]:
     try:
         for partition in range(pipe.kafka.partitions):
             article = RawArticle(
-                id=f"{pipe.run_id}-sentinel-{partition}",
+                id=sentinel_id(pipe.run_id, partition, pipe.kafka.partitions),
                 source="chaos",
                 title="Markets close the session",
                 published_at=latest + timedelta(minutes=5),
@@ -199,6 +201,17 @@ def close_all_windows(pipe: ChaosPipeline) -> set[str]:
     finally:
         producer.close()
     return sentinels
+
+
+def sentinel_id(run_id: str, partition: int, partitions: int) -> str:
+    """An id that the classifier's producer (key = id, Kafka's default murmur2
+    partitioner) sends to ``partition`` of news.scored, so that every partition there
+    gets a sentinel too."""
+    for attempt in range(10_000):
+        candidate = f"{run_id}-sentinel-{partition}-{attempt}"
+        if (murmur2(candidate.encode()) & 0x7FFFFFFF) % partitions == partition:
+            return candidate
+    raise AssertionError(f"no sentinel id hashes to partition {partition} of {partitions}")
 
 
 def drain(pipe: ChaosPipeline, ids: set[str], sentinels: set[str], alerts_seen: dict) -> dict:
