@@ -26,6 +26,11 @@ def register(app: typer.Typer) -> None:
         between two batches. Offsets are committed only after the output is
         acknowledged, so a crash re-scores at most one batch. Every option also
         reads FINSENTRY_CLASSIFIER_<OPTION> (e.g. FINSENTRY_CLASSIFIER_BATCH_SIZE).
+
+        Exit status: 0 after SIGTERM/SIGINT (batch drained and committed); 2 when
+        it cannot start (no valid model promoted); 3 when Kafka does not
+        acknowledge a batch's output within FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS
+        (nothing committed: restarted, it scores that batch again).
         """
         from pipeline.classify.runner import serve
         from pipeline.settings import ClassifierSettings, ModelSettings
@@ -43,6 +48,7 @@ def register(app: typer.Typer) -> None:
         }
         from models.inference import EngineError
         from models.registry import RegistryError
+        from pipeline.classify.service import ProduceError
 
         settings = ClassifierSettings(**overrides)
         model = ModelSettings(**({"device": device} if device else {}))
@@ -51,3 +57,6 @@ def register(app: typer.Typer) -> None:
         except (RegistryError, EngineError) as exc:
             typer.echo(f"classify: cannot start: {exc}", err=True)
             raise typer.Exit(2) from exc
+        except ProduceError as exc:
+            typer.echo(f"classify: stopped: {exc}", err=True)
+            raise typer.Exit(3) from exc

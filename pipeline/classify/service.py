@@ -63,6 +63,8 @@ class ClassifierService:
         return self._stop.is_set()
 
     def run(self) -> None:
+        from kafka.errors import KafkaTimeoutError
+
         ensure_topics(
             self.kafka, [self.kafka.topic_raw, self.kafka.topic_scored, self.kafka.topic_dlq]
         )
@@ -101,7 +103,12 @@ class ClassifierService:
                     self._handle(records, consumer, producer)
                 self._update_lag(consumer)
         finally:
-            producer.close(timeout=self.settings.produce_timeout_seconds)
+            try:
+                producer.close(timeout=self.settings.produce_timeout_seconds)
+            except KafkaTimeoutError as exc:
+                # kafka-python's close() flushes first and raises when that times out. What
+                # it could not deliver was never committed: a restart reads it again.
+                log.warning("producer closed with output unacknowledged: %s", exc)
             consumer.close()
             log.info("classifier stopped after %d batches", self.batches)
 
@@ -123,7 +130,7 @@ class ClassifierService:
         )
 
     def _handle(self, records: list[Any], consumer, producer) -> None:
-        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         m = self.metrics
@@ -143,7 +150,14 @@ class ClassifierService:
         for letter in result.dead:
             key = letter.key.encode() if letter.key is not None else None
             futures.append(producer.send(self.kafka.topic_dlq, key=key, value=encode(letter)))
-        producer.flush(timeout=self.settings.produce_timeout_seconds)
+        try:
+            producer.flush(timeout=self.settings.produce_timeout_seconds)
+        except KafkaTimeoutError as exc:
+            raise ProduceError(
+                f"classify: Kafka did not acknowledge the output of a batch of {len(records)} "
+                f"within produce_timeout_seconds={self.settings.produce_timeout_seconds:g} "
+                f"(offsets not committed, the batch is re-read after restart): {exc}"
+            ) from exc
         try:
             for future in futures:
                 future.get(timeout=0)

@@ -219,7 +219,8 @@ def test_hot_reload_mid_stream_loses_nothing_and_refuses_a_corrupt_entry(
         "finsentry_classifier_model_reloads_total", {"outcome": "success"}) == 1
 
 
-def _start_cli(kafka, group_id: str, registry_root: Path, log_path: Path) -> subprocess.Popen:
+def _start_cli(kafka, group_id: str, registry_root: Path, log_path: Path,
+               **extra_env: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "FINSENTRY_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -236,6 +237,7 @@ def _start_cli(kafka, group_id: str, registry_root: Path, log_path: Path) -> sub
         "FINSENTRY_CLASSIFIER_METRICS_PORT": "0",
         "FINSENTRY_CLASSIFIER_REGISTER_TARGET": "false",
         "FINSENTRY_CLASSIFIER_SESSION_TIMEOUT_MS": "6000",
+        **extra_env,
     }
     finsentry = Path(sys.executable).parent / "finsentry"
     handle = log_path.open("ab")
@@ -299,6 +301,35 @@ def test_after_kill_9_and_a_restart_every_id_is_scored(kafka_settings, group_id,
         assert _committed_everything(kafka_settings, group_id)
     finally:
         stop_producing.set()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_unacknowledged_output_stops_the_cli_with_a_clear_error_and_loses_nothing(
+    kafka_settings, group_id, tiny_registry, tmp_path
+):
+    """Kafka not acknowledging a batch within produce_timeout_seconds (here a microsecond,
+    shorter than any round trip) stops `finsentry classify` with status 3 and a message,
+    commits nothing, and a restart scores every record."""
+    log_path = tmp_path / "classify.log"
+    ids = [f"t-{i}" for i in range(40)]
+    _produce(kafka_settings, [(i.encode(), raw_bytes(i)) for i in ids])
+    process = _start_cli(kafka_settings, group_id, tiny_registry.root, log_path,
+                         FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="0.000001")
+    try:
+        assert process.wait(180) == 3, log_path.read_text()[-3000:]
+        log = log_path.read_text()
+        assert "classify: stopped: classify: Kafka did not acknowledge the output" in log, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        assert not _committed_everything(kafka_settings, group_id)
+
+        process = _start_cli(kafka_settings, group_id, tiny_registry.root, log_path)
+        assert set(_scored_ids(kafka_settings, len(ids), 180)) == set(ids), log_path.read_text()[-3000:]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
+        assert _committed_everything(kafka_settings, group_id)
+    finally:
         if process.poll() is None:
             process.kill()
             process.wait(10)
