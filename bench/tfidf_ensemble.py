@@ -100,7 +100,6 @@ def main() -> int:
     registry = Registry.from_settings(settings)
     engine = engine_from_registry(registry, args.version,
                                   options=EngineOptions(device="cpu", precision="fp32"))
-    head = {"topic": 0, "sentiment": 1}
     result: dict = {"benchmark": "tfidf_ensemble", "model_version": engine.version,
                     "load_average_1m": round(os.getloadavg()[0], 2)}
     for task in TASKS:
@@ -114,8 +113,8 @@ def main() -> int:
                                          val_texts, val_labels)
         lex_val = clf.predict_proba(features(val_texts))
         lex_held = clf.predict_proba(features(held_texts))
-        model_val = engine.probabilities(val_texts)[head[task]]
-        model_held = engine.probabilities(held_texts)[head[task]]
+        model_val = engine.probabilities(val_texts)[TASKS.index(task)]
+        model_held = engine.probabilities(held_texts)[TASKS.index(task)]
 
         def mix(w, model_p, lex_p):
             return w * model_p + (1 - w) * lex_p

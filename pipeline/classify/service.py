@@ -130,7 +130,7 @@ class ClassifierService:
         )
 
     def _handle(self, records: list[Any], consumer, producer) -> None:
-        from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+        from kafka.errors import CommitFailedError, KafkaError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         m = self.metrics
@@ -150,20 +150,14 @@ class ClassifierService:
         for letter in result.dead:
             key = letter.key.encode() if letter.key is not None else None
             futures.append(producer.send(self.kafka.topic_dlq, key=key, value=encode(letter)))
-        try:
+        try:  # a flush that times out raises KafkaTimeoutError, a KafkaError too
             producer.flush(timeout=self.settings.produce_timeout_seconds)
-        except KafkaTimeoutError as exc:
-            raise ProduceError(
-                f"classify: Kafka did not acknowledge the output of a batch of {len(records)} "
-                f"within produce_timeout_seconds={self.settings.produce_timeout_seconds:g} "
-                f"(offsets not committed, the batch is re-read after restart): {exc}"
-            ) from exc
-        try:
             for future in futures:
                 future.get(timeout=0)
         except KafkaError as exc:
             raise ProduceError(
-                f"classify: Kafka did not acknowledge the output of a batch of {len(records)} "
+                f"Kafka did not acknowledge the output of a batch of {len(records)} within "
+                f"produce_timeout_seconds={self.settings.produce_timeout_seconds:g} "
                 f"(offsets not committed, the batch is re-read after restart): {exc}"
             ) from exc
 

@@ -320,7 +320,7 @@ def test_unacknowledged_output_stops_the_cli_with_a_clear_error_and_loses_nothin
     try:
         assert process.wait(180) == 3, log_path.read_text()[-3000:]
         log = log_path.read_text()
-        assert "classify: stopped: classify: Kafka did not acknowledge the output" in log, log[-3000:]
+        assert "classify: stopped: Kafka did not acknowledge the output" in log, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
         assert not _committed_everything(kafka_settings, group_id)
 
