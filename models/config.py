@@ -92,6 +92,9 @@ class TrainConfig:
     torch_threads: int | None = None  # None: leave torch's default
     checkpoint_dir: str | None = None  # None: <registry>/../checkpoints/run
     eval_batch_size: int = 128
+    #: Fit a TF-IDF + logistic-regression model after training and mix its
+    #: probabilities with the encoder's (models/lexical.py; weight chosen on validation).
+    lexical_mixture: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, dict):

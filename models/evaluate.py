@@ -27,6 +27,13 @@ def classification_metrics(
     ``ece`` is computed on softmax(logits / temperature): pass the entry's
     temperature for calibrated confidences, 1.0 for raw ones.
     """
+    metrics = probability_metrics(labels, softmax(logits / temperature), task)
+    metrics["temperature"] = float(temperature)
+    return metrics
+
+
+def probability_metrics(labels: np.ndarray, probs: np.ndarray, task: str) -> dict[str, Any]:
+    """Metrics of ``task`` for head-index ``labels`` and probabilities ``probs`` (N, classes)."""
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -37,8 +44,7 @@ def classification_metrics(
     names = class_names(task)
     classes = list(range(len(names)))
     labels = np.asarray(labels)
-    preds = logits.argmax(axis=1)
-    probs = softmax(logits / temperature)
+    preds = probs.argmax(axis=1)
     p, r, f, support = precision_recall_fscore_support(
         labels, preds, labels=classes, zero_division=0
     )
@@ -51,7 +57,6 @@ def classification_metrics(
         "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
         "ece": expected_calibration_error(probs, labels),
         "brier": brier_score(probs, labels),
-        "temperature": float(temperature),
         "per_class": {
             names[c]: {
                 "precision": float(p[c]),
@@ -121,9 +126,11 @@ def evaluate_file(loaded, path: Path, task: str) -> dict[str, Any]:
     from models.data import read_labelled_csv
 
     rows = read_labelled_csv(path, task)
-    logits = loaded.logits([text for text, _ in rows])[task]
+    probs = loaded.predict_proba([text for text, _ in rows])[task]
     labels = np.array([label for _, label in rows])
-    metrics = classification_metrics(labels, logits, task, loaded.temperatures.get(task, 1.0))
+    metrics = probability_metrics(labels, probs, task)
+    metrics["temperature"] = loaded.temperatures.get(task, 1.0)
+    metrics["lexical_mixed"] = loaded.lexical is not None and task in loaded.lexical.heads
     metrics["model_version"] = loaded.version
     metrics["data"] = str(path)
     return metrics

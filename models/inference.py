@@ -11,7 +11,9 @@ texts into :class:`~pipeline.classify.engine.Prediction` objects, in order:
    each padded only to its own longest sequence, so short headlines never pay
    for a long article;
 3. run the forward pass under ``torch.inference_mode()`` in the chosen
-   precision; softmax with the per-head temperatures (calibration) in fp32.
+   precision; softmax with the per-head temperatures (calibration) in fp32;
+4. where the entry has one, mix in its TF-IDF model's probabilities
+   (``models.lexical``: ``w * p_encoder + (1 - w) * p_lexical`` per task).
 
 Precisions: on CUDA ``bf16`` (default), ``fp16`` or ``fp32``, inputs copied
 from pinned memory without blocking. On CPU ``fp32``, ``bf16`` (only where the
@@ -241,12 +243,14 @@ class InferenceEngine:
         temperatures: dict[str, float] | None = None,
         options: EngineOptions | None = None,
         normalise: Callable[[str], str] | None = None,
+        lexical: Any = None,
     ) -> None:
         self.options = options or EngineOptions()
         self.device, self.precision = self.options.resolve()
         self._on_cuda = self.device.startswith("cuda")
         self.batch_size = self.options.batch_size or (256 if self._on_cuda else 32)
         self._normalise = normalise
+        self.lexical = lexical  # models.lexical.LexicalModel or None
         cores = self.options.num_threads or _DEFAULT_THREADS
         self.workers = 1
         if self._on_cuda:
@@ -318,6 +322,18 @@ class InferenceEngine:
         n = len(texts)
         if n == 0:
             return np.zeros((0, len(self.topic_names)), np.float32), np.zeros((0, 3), np.float32)
+        if self._normalise is not None:
+            texts = [self._normalise(t) for t in texts]
+        topic, sentiment = self._encoder_probabilities(texts)
+        if self.lexical is None:
+            return topic, sentiment
+        return (
+            self.lexical.mix("topic", topic, texts),
+            self.lexical.mix("sentiment", sentiment, texts),
+        )
+
+    def _encoder_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        n = len(texts)
         ids, owners = self._tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
@@ -345,8 +361,6 @@ class InferenceEngine:
 
     def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray | None]:
         opts = self.options
-        if self._normalise is not None:
-            texts = [self._normalise(t) for t in texts]
         if opts.long_text == "head":
             encoded = self.tokenizer(list(texts), truncation=True, max_length=opts.max_tokens)
             return encoded["input_ids"], None
@@ -435,8 +449,12 @@ def engine_from_registry(
     options: EngineOptions | None = None,
     max_tokens: int | None = None,
     warmup: bool = True,
+    lexical: bool = True,
 ) -> InferenceEngine:
     """An engine serving ``version`` (default: the current entry) of ``registry``.
+
+    ``lexical`` False serves the encoder alone even where the entry has a TF-IDF
+    model to mix in (benchmarks compare the two).
 
     ``max_tokens`` None uses the entry's training length. The entry is verified
     (file hashes, base-model hash) and, with ``warmup``, scores one text before
@@ -465,6 +483,7 @@ def engine_from_registry(
             temperatures=loaded.temperatures,
             options=options,
             normalise=normalise_text,
+            lexical=loaded.lexical if lexical else None,
         )
         if warmup:
             engine.predict(["Fed holds rates steady; stocks rally on earnings"])

@@ -56,6 +56,8 @@ class LoadedModel:
     max_length_tokens: int
     device: str
     entry: RegistryEntry
+    #: The entry's TF-IDF model mixed into the probabilities (None: encoder alone).
+    lexical: Any = None
 
     def logits(self, texts: list[str], *, batch_size: int = 64) -> dict[str, Any]:
         """Raw logits as float32 numpy arrays ``topic`` (N, 20) and ``sentiment`` (N, 3).
@@ -74,11 +76,16 @@ class LoadedModel:
         )
 
     def predict_proba(self, texts: list[str], *, batch_size: int = 64) -> dict[str, Any]:
-        """Calibrated probabilities (softmax of logits / temperature) per head."""
+        """Probabilities per head, as served: softmax(logits / temperature), mixed with
+        the entry's lexical model where it has one."""
         from models.calibration import softmax
+        from models.data import normalise_text
 
         raw = self.logits(texts, batch_size=batch_size)
-        return {task: softmax(raw[task] / self.temperatures.get(task, 1.0)) for task in raw}
+        probs = {task: softmax(raw[task] / self.temperatures.get(task, 1.0)) for task in raw}
+        if self.lexical is None:
+            return probs
+        return self.lexical.mix_all(probs, [normalise_text(t) for t in texts])
 
     def predict(self, texts: list[str], *, batch_size: int = 64) -> list[Prediction]:
         probs = self.predict_proba(texts, batch_size=batch_size)
@@ -159,6 +166,19 @@ def build_model_for_entry(entry: RegistryEntry, base_model_dir: Path):
     return model
 
 
+def load_lexical(entry: RegistryEntry):
+    """The entry's ``models.lexical.LexicalModel``, None when it has none; RegistryError
+    when it is listed but cannot be read."""
+    from models.lexical import LexicalError, LexicalModel
+
+    if not entry.lexical:
+        return None
+    try:
+        return LexicalModel.load(entry.lexical_dir, entry.lexical)
+    except LexicalError as exc:
+        raise RegistryError(f"registry entry {entry.version!r}: {exc}") from exc
+
+
 def load_entry(
     entry: RegistryEntry, device: str | None = "cpu", *, base_model_dir: Path | None = None
 ) -> LoadedModel:
@@ -194,6 +214,7 @@ def load_entry(
         max_length_tokens=entry.max_length_tokens,
         device=device,
         entry=entry,
+        lexical=load_lexical(entry),
     )
 
 

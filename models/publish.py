@@ -1,15 +1,18 @@
 """The end of a training run: calibrate, score the held-out split, write the entry.
 
 ``publish`` fits one temperature per head on the validation logits (ECE before
-and after), scores the held-out split with the calibrated model, writes the
-evaluation report (JSON and confusion-matrix PNGs) into a new registry entry
-and promotes it unless told otherwise.
+and after), fits the TF-IDF model mixed into the probabilities where the config
+asks for it (``lexical_mixture``; models/lexical.py), scores the held-out split
+with the model as served, writes the evaluation report (JSON and
+confusion-matrix PNGs) into a new registry entry and promotes it unless told
+otherwise.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,9 @@ import torch
 
 from models.calibration import expected_calibration_error, fit_temperature, softmax
 from models.config import TrainConfig
-from models.evaluate import classification_metrics, write_report
-from models.labels import label_index
+from models.data import normalise_text
+from models.evaluate import classification_metrics, probability_metrics, write_report
+from models.labels import class_names, label_index
 from models.loading import compute_logits
 from models.registry import Registry, RegistryEntry
 
@@ -52,7 +56,19 @@ def publish(
             "val_ece_before": expected_calibration_error(softmax(logits), labels),
             "val_ece_after": expected_calibration_error(softmax(logits / t), labels),
         }
-    heldout = {}
+    lexical, lexical_report = None, None
+    if config.lexical_mixture:
+        from models.lexical import fit_lexical
+
+        started = time.monotonic()
+        lexical, by_task = fit_lexical(
+            splits.train,
+            splits.validation,
+            {task: softmax(logits / temperatures[task]) for task, (_, logits) in val.items()},
+            {task: len(class_names(task)) for task in val},
+        )
+        lexical_report = {"tasks": by_task, "fit_seconds": round(time.monotonic() - started, 1)}
+    heldout, encoder_heldout = {}, {}
     for task, rows in splits.heldout.items():
         logits = compute_logits(
             model,
@@ -63,14 +79,24 @@ def publish(
             batch_size=config.eval_batch_size,
         )[task]
         labels = np.array([label_index(task, r.label) for r in rows])
-        heldout[task] = classification_metrics(labels, logits, task, temperatures[task])
-        heldout[task]["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
+        encoder = classification_metrics(labels, logits, task, temperatures[task])
+        encoder["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
+        if lexical is None:
+            heldout[task] = encoder
+            continue
+        served = lexical.mix(
+            task, softmax(logits / temperatures[task]), [normalise_text(r.text) for r in rows]
+        )
+        heldout[task] = probability_metrics(labels, served, task)
+        heldout[task]["temperature"] = temperatures[task]
+        encoder_heldout[task] = {k: encoder[k] for k in ("n", "accuracy", "macro_f1", "ece")}
     metrics: dict[str, Any] = {
         "heldout": {
             t: {k: m[k] for k in ("n", "accuracy", "macro_f1", "ece")} for t, m in heldout.items()
         },
         "validation_macro_f1": state["best"],
         "calibration": calibration,
+        **({"heldout_encoder_alone": encoder_heldout, "lexical": lexical_report} if lexical else {}),
         "train_seconds": round(train_seconds, 1),
         "device": device,
         "torch_threads": torch.get_num_threads(),
@@ -81,6 +107,7 @@ def publish(
         )
     report = {
         "heldout": heldout,
+        **({"heldout_encoder_alone": encoder_heldout, "lexical": lexical_report} if lexical else {}),
         "calibration": calibration,
         "history": state["history"],
         "data": splits.stats,
@@ -102,6 +129,7 @@ def publish(
             parent=registry.current_version(),
             report_dir=Path(tmp),
             base_model_dir=base_dir,
+            lexical=lexical,
         )
     if promote:
         registry.promote(entry.version)

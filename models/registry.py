@@ -128,6 +128,15 @@ class RegistryEntry:
         return self.path / "report"
 
     @property
+    def lexical_dir(self) -> Path:
+        return self.path / "lexical"
+
+    @property
+    def lexical(self) -> dict[str, Any] | None:
+        """The manifest's description of the TF-IDF model mixed in (None: encoder alone)."""
+        return self.manifest.get("lexical")
+
+    @property
     def temperatures(self) -> dict[str, float]:
         """Calibration temperature per head (``topic``, ``sentiment``); logits / T."""
         return {k: float(v) for k, v in self.manifest["temperatures"].items()}
@@ -386,11 +395,14 @@ class Registry:
         version: str | None = None,
         report_dir: Path | None = None,
         base_model_dir: Path | None = None,
+        lexical=None,
     ) -> RegistryEntry:
         """Write ``model`` (a MultiTaskClassifier) as a new entry; does not promote it.
 
         ``data`` describes the training data (``snapshot_hash``, ``label_counts``);
-        ``report_dir`` contents are copied into ``report/``.
+        ``report_dir`` contents are copied into ``report/``; ``lexical`` (a
+        ``models.lexical.LexicalModel``) is saved under ``lexical/`` and described
+        in the manifest's ``lexical`` key.
         """
         from safetensors.torch import save_file
 
@@ -413,6 +425,8 @@ class Registry:
             save_file(model.head_state_dict(), str(tmp / "heads.safetensors"))
             if report_dir is not None and Path(report_dir).is_dir():
                 shutil.copytree(report_dir, tmp / "report")
+            if lexical is not None:
+                lexical.save(tmp / "lexical")
             files = {
                 p.relative_to(tmp).as_posix(): _sha256(p)
                 for p in sorted(tmp.rglob("*"))
@@ -436,6 +450,8 @@ class Registry:
                 "data": data,
                 "files": files,
             }
+            if lexical is not None:
+                manifest["lexical"] = lexical.describe()
             _write_json_atomic(tmp / MANIFEST, manifest)
             tmp.chmod(0o755)  # mkdtemp makes 0700
             os.rename(tmp, final)

@@ -93,11 +93,13 @@ def make_tiny_entry(
     version: str | None = None,
     base_model_dir: Path | None = None,
     max_length_tokens: int = 32,
+    lexical=None,
 ) -> RegistryEntry:
     """Add (and by default promote) a tiny random entry to the registry at ``registry_root``.
 
     The base goes to ``tiny_base_dir(registry_root)`` unless ``base_model_dir``
-    is given. Returns the RegistryEntry; ``entry.version`` names it.
+    is given; ``lexical`` (a LexicalModel) is stored with it. Returns the
+    RegistryEntry; ``entry.version`` names it.
     """
     base_dir = Path(base_model_dir) if base_model_dir is not None else tiny_base_dir(registry_root)
     make_tiny_base(base_dir)
@@ -112,6 +114,7 @@ def make_tiny_entry(
         metrics={"tiny": True},
         data={"snapshot_hash": "none", "label_counts": {}},
         version=version,
+        lexical=lexical,
     )
     if promote:
         registry.promote(entry.version)

@@ -11,6 +11,9 @@
   new training labels weigh ``label_weight``.
 - Validation for the temperatures: the original validation split, without the
   texts of new labels, at most ``VALIDATION_LIMIT`` examples.
+- The lexical model (TF-IDF, where the parent has one) is cheap to refit in full:
+  ``lexical_train`` is the whole original training split without the texts of
+  new labels, plus the new training labels at ``label_weight``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class RetrainData:
     original_heldout: dict[str, list[Row]]
     validation: list[Example]
     stats: dict[str, Any] = field(default_factory=dict)
+    lexical_train: list[WeightedExample] = field(default_factory=list)
 
     def heldout_new(self, task: str) -> tuple[list[str], list[int]]:
         items = [x for x in self.new_heldout if x.task == task]
@@ -110,4 +114,8 @@ def assemble(labels: list[ResolvedLabel], splits: Splits, settings) -> RetrainDa
             "replay": replay_counts,
         },
     }
-    return RetrainData(train, new_train, new_heldout, splits.heldout, validation, stats)
+    new_weighted = train[: len(new_train)]
+    lexical_train = new_weighted + [WeightedExample(e.text, e.task, e.label, 1.0) for e in pool]
+    return RetrainData(
+        train, new_train, new_heldout, splits.heldout, validation, stats, lexical_train
+    )

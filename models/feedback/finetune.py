@@ -25,9 +25,10 @@ import torch
 from torch.nn import functional as F
 
 from models.batching import collate, encode, epoch_batches
-from models.calibration import fit_temperature
+from models.calibration import fit_temperature, softmax
 from models.config import AdapterConfig
-from models.evaluate import classification_metrics
+from models.data import normalise_text
+from models.evaluate import classification_metrics, probability_metrics
 from models.labels import IGNORE_INDEX, TASKS
 from models.loading import compute_logits
 from models.model import MultiTaskClassifier, load_encoder
@@ -227,13 +228,20 @@ def evaluate(
     temperature: float,
     max_length_tokens: int,
     device: str = "cpu",
+    lexical=None,
 ) -> dict[str, Any]:
     """accuracy, macro-F1, ECE and Brier score of ``model`` on one task's labelled texts
-    (``n`` = 0: empty)."""
+    (``n`` = 0: empty), mixed with ``lexical`` (a LexicalModel) where given, as served."""
     if not texts:
         return {"n": 0}
     logits = compute_logits(
         model.eval(), tokenizer, list(texts), max_length_tokens=max_length_tokens, device=device
     )[task]
-    metrics = classification_metrics(np.asarray(labels), logits, task, temperature)
+    if lexical is None:
+        metrics = classification_metrics(np.asarray(labels), logits, task, temperature)
+    else:
+        probs = lexical.mix(
+            task, softmax(logits / temperature), [normalise_text(t) for t in texts]
+        )
+        metrics = probability_metrics(np.asarray(labels), probs, task)
     return {k: metrics[k] for k in ("n", "accuracy", "macro_f1", "ece", "brier")}

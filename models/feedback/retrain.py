@@ -207,7 +207,8 @@ class Retrainer:
             model_from_base,
             model_from_entry,
         )
-        from models.loading import resolve_device
+        from models.labels import TASKS, class_names
+        from models.loading import load_lexical, resolve_device
 
         s = self.settings
         started = time.monotonic()
@@ -234,9 +235,10 @@ class Retrainer:
         tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
         max_len = parent.max_length_tokens
 
+        parent_lexical = load_lexical(parent)
         current_model = model_from_entry(parent, base_dir).to(device).eval()
         scores_current = self._scores(
-            current_model, tokenizer, data, parent.temperatures, max_len, device
+            current_model, tokenizer, data, parent.temperatures, max_len, device, parent_lexical
         )
         del current_model
 
@@ -267,7 +269,17 @@ class Retrainer:
         temperatures = fit_temperatures(
             candidate, tokenizer, data.validation, max_length_tokens=max_len, device=device
         )
-        scores_candidate = self._scores(candidate, tokenizer, data, temperatures, max_len, device)
+        lexical = None
+        if parent_lexical is not None:
+            # Same C and mixing weight as the parent, refitted with the new labels.
+            lexical_started = time.monotonic()
+            lexical = parent_lexical.refit(
+                data.lexical_train, {t: len(class_names(t)) for t in TASKS}
+            )
+            training["lexical_fit_seconds"] = round(time.monotonic() - lexical_started, 1)
+        scores_candidate = self._scores(
+            candidate, tokenizer, data, temperatures, max_len, device, lexical
+        )
         decision = gate(scores_current, scores_candidate, s)
         outcome = "promoted" if decision.passed else "rejected"
         total_seconds = round(time.monotonic() - started, 1)
@@ -318,6 +330,7 @@ class Retrainer:
             },
             parent=parent.version,
             base_model_dir=base_dir,
+            lexical=lexical,
         )
         if decision.passed:
             registry.promote(entry.version)
@@ -347,7 +360,7 @@ class Retrainer:
             "summary": summary,
         }
 
-    def _scores(self, model, tokenizer, data, temperatures, max_len, device) -> dict:
+    def _scores(self, model, tokenizer, data, temperatures, max_len, device, lexical) -> dict:
         from models.feedback.finetune import evaluate
         from models.labels import TASKS
 
@@ -365,6 +378,7 @@ class Retrainer:
                 temperature=temperatures.get(task, 1.0),
                 max_length_tokens=max_len,
                 device=device,
+                lexical=lexical,
             )
             texts, labels = data.heldout_new(task)
             out["new_labels"][task] = evaluate(
@@ -376,6 +390,7 @@ class Retrainer:
                 temperature=temperatures.get(task, 1.0),
                 max_length_tokens=max_len,
                 device=device,
+                lexical=lexical,
             )
         return out
 

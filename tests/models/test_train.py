@@ -41,6 +41,7 @@ def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
         label_smoothing=0.05,
         torch_threads=1,
         checkpoint_dir=str(tmp_path / "ckpt"),
+        lexical_mixture=True,
     )
     entry = train(config, tiny_settings(tiny_root), progress=False)
     registry = Registry(tiny_root, tiny_base_dir(tiny_root))
@@ -54,6 +55,12 @@ def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
     assert entry.manifest["data"]["snapshot_hash"].startswith("sha256:")
     assert not list((tmp_path / "ckpt").glob("*.pt"))  # removed after success
     assert (tmp_path / "data" / "heldout_topic.csv").is_file()
+    # The TF-IDF mixture is fitted, stored, described and scored against the encoder alone.
+    assert set(entry.lexical["tasks"]) == {"topic", "sentiment"}
+    assert (entry.lexical_dir / "topic.safetensors").is_file()
+    assert set(entry.metrics["heldout_encoder_alone"]) == {"topic", "sentiment"}
+    assert 0.0 <= entry.metrics["lexical"]["tasks"]["topic"]["model_weight"] <= 1.0
+    assert report["lexical"]["tasks"]["sentiment"]["validation_macro_f1_by_weight"]
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tiny_root, tmp_path, monkeypatch, caplog):

@@ -1,0 +1,328 @@
+"""A TF-IDF + logistic-regression model whose probabilities are mixed with the encoder's.
+
+A sentence encoder and a bag of n-grams err on different headlines, so mixing
+their calibrated probabilities, ``w * p_encoder + (1 - w) * p_lexical``, scores
+better than either (docs/model.md, "What each step bought"). Per task:
+
+- features: word 1-2-gram TF-IDF and character 2-5-gram TF-IDF (``char_wb``),
+  sublinear term frequency, terms seen in at least two training texts, fitted
+  on the training split only;
+- a multinomial logistic regression whose ``C`` is chosen on validation
+  macro-F1;
+- the mixing weight ``w`` chosen on validation macro-F1 against the encoder's
+  calibrated validation probabilities (``w = 1`` is the encoder alone, so
+  validation may switch the lexical part off for a task).
+
+It is fitted at the end of ``finsentry train`` (:func:`fit_lexical`) and
+refitted with the analysts' labels by ``finsentry retrain``
+(:meth:`LexicalModel.refit`, same ``C`` and ``w``). A registry entry stores it
+as ``lexical/<task>.safetensors`` (idf per vocabulary, coefficients in fp16,
+intercepts) and ``lexical/<task>.vocab.json`` (the terms in column order), with
+``C``, ``w`` and sizes in the manifest's ``lexical`` key: plain arrays, no
+pickle, so an entry never runs code when it is loaded. An entry without that
+key is served by the encoder alone.
+
+Texts must already be normalised (``models.data.normalise_text``), as for the
+encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: The two vectorisers' settings (sklearn ``TfidfVectorizer`` keyword arguments).
+WORD_FEATURES: dict[str, Any] = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 2}
+CHAR_FEATURES: dict[str, Any] = {
+    "analyzer": "char_wb",
+    "ngram_range": (2, 5),
+    "sublinear_tf": True,
+    "min_df": 2,
+}
+_KINDS = (("words", WORD_FEATURES), ("chars", CHAR_FEATURES))
+#: Regularisation strengths tried on validation (larger C: weaker regularisation).
+C_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
+#: Encoder weights tried on validation; 1.0 is the encoder alone.
+WEIGHT_GRID: tuple[float, ...] = tuple(i / 10 for i in range(11))
+MAX_ITER = 3000
+
+
+class LexicalError(RuntimeError):
+    """A lexical model that cannot be fitted, saved or loaded; says which and why."""
+
+
+def _vectorizer(settings: dict[str, Any], vocabulary: list[str] | None = None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if vocabulary is None:
+        return TfidfVectorizer(**settings)
+    kwargs = {k: v for k, v in settings.items() if k != "min_df"}
+    return TfidfVectorizer(**kwargs, vocabulary={term: i for i, term in enumerate(vocabulary)})
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
+def _macro_f1(labels: np.ndarray, probs: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, probs.argmax(axis=1), average="macro", zero_division=0))
+
+
+@dataclass
+class LexicalHead:
+    """One task's vectorisers, regression weights and mixing weight."""
+
+    task: str
+    vectorizers: dict[str, Any]  # "words"/"chars" -> fitted TfidfVectorizer
+    coef: np.ndarray  # (classes, features), float32
+    intercept: np.ndarray  # (classes,), float32
+    c: float
+    model_weight: float
+
+    @property
+    def n_features(self) -> int:
+        return int(self.coef.shape[1])
+
+    def features(self, texts: Sequence[str]):
+        from scipy.sparse import hstack
+
+        return hstack([self.vectorizers[kind].transform(texts) for kind, _ in _KINDS]).tocsr()
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """p(class | text) of the logistic regression alone, shape (n, classes)."""
+        if len(texts) == 0:
+            return np.zeros((0, len(self.intercept)), np.float32)
+        scores = np.asarray(self.features(texts) @ self.coef.T, dtype=np.float32)
+        return _softmax(scores + self.intercept)
+
+    def mix(self, encoder_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """``w * encoder_probs + (1 - w) * p_lexical`` (the encoder's array when w is 1)."""
+        if self.model_weight >= 1.0:
+            return encoder_probs
+        w = np.float32(self.model_weight)
+        return w * encoder_probs + (1 - w) * self.probabilities(texts)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "C": self.c,
+            "model_weight": self.model_weight,
+            "features": {kind: len(self.vectorizers[kind].vocabulary_) for kind, _ in _KINDS},
+            "classes": len(self.intercept),
+        }
+
+
+def _fit_vectorizers(texts: Sequence[str]):
+    """The two vectorisers fitted on ``texts`` and the stacked features of ``texts``."""
+    from scipy.sparse import hstack
+
+    vectorizers = {kind: _vectorizer(settings) for kind, settings in _KINDS}
+    x = hstack([vectorizers[k].fit_transform(texts) for k, _ in _KINDS]).tocsr()
+    return vectorizers, x
+
+
+def _fit_head(
+    task: str,
+    vectorizers: dict[str, Any],
+    x,
+    labels: np.ndarray,
+    n_classes: int,
+    c: float,
+    sample_weight: np.ndarray | None = None,
+) -> LexicalHead:
+    """The logistic regression on features ``x`` (rows of ``vectorizers``' columns)."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=c, max_iter=MAX_ITER)
+    clf.fit(x, labels, sample_weight=sample_weight)
+    # Classes absent from the training labels still get a (never chosen) column.
+    coef = np.zeros((n_classes, x.shape[1]), np.float32)
+    intercept = np.full(n_classes, -30.0, np.float32)
+    if len(clf.classes_) == 2:  # sklearn's binary form: p(second) = sigmoid(w.x + b)
+        coef[clf.classes_[1]] = clf.coef_[0]
+        intercept[clf.classes_] = (0.0, clf.intercept_[0])
+    else:
+        coef[clf.classes_] = clf.coef_
+        intercept[clf.classes_] = clf.intercept_
+    # Stored in fp16: serve exactly what validation measured.
+    coef = coef.astype(np.float16).astype(np.float32)
+    return LexicalHead(task, vectorizers, coef, intercept, float(c), 1.0)
+
+
+class LexicalModel:
+    """One :class:`LexicalHead` per task; tasks without one are served by the encoder alone."""
+
+    def __init__(self, heads: dict[str, LexicalHead]) -> None:
+        self.heads = dict(heads)
+
+    def mix(self, task: str, encoder_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        head = self.heads.get(task)
+        return encoder_probs if head is None else head.mix(encoder_probs, texts)
+
+    def mix_all(self, probs: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
+        return {task: self.mix(task, p, texts) for task, p in probs.items()}
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest's ``lexical`` key."""
+        return {
+            "kind": "tfidf-logistic-regression",
+            "word_features": {k: list(v) if isinstance(v, tuple) else v
+                              for k, v in WORD_FEATURES.items()},
+            "char_features": {k: list(v) if isinstance(v, tuple) else v
+                              for k, v in CHAR_FEATURES.items()},
+            "tasks": {task: head.describe() for task, head in sorted(self.heads.items())},
+        }
+
+    def refit(self, examples: Sequence, n_classes: dict[str, int]) -> LexicalModel:
+        """A new model fitted on ``examples`` (text, task, label[, weight]) with this one's
+        C and mixing weights; the vectorisers are fitted anew on the new texts."""
+        heads = {}
+        for task, head in self.heads.items():
+            rows = [e for e in examples if e.task == task]
+            if not rows:
+                raise LexicalError(f"lexical: no {task} examples to refit on")
+            weights = np.array([float(getattr(e, "weight", 1.0)) for e in rows])
+            vectorizers, x = _fit_vectorizers([e.text for e in rows])
+            new = _fit_head(
+                task, vectorizers, x, np.array([e.label for e in rows]), n_classes[task], head.c,
+                sample_weight=weights,
+            )
+            new.model_weight = head.model_weight
+            heads[task] = new
+        return LexicalModel(heads)
+
+    # -- storage -------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for task, head in self.heads.items():
+            tensors = {
+                "coef": head.coef.astype(np.float16),
+                "intercept": head.intercept.astype(np.float32),
+            }
+            vocab = {}
+            for kind, _ in _KINDS:
+                vec = head.vectorizers[kind]
+                terms = [""] * len(vec.vocabulary_)
+                for term, i in vec.vocabulary_.items():
+                    terms[i] = term
+                vocab[kind] = terms
+                tensors[f"{kind}_idf"] = np.asarray(vec.idf_, np.float32)
+            save_file(tensors, str(directory / f"{task}.safetensors"))
+            (directory / f"{task}.vocab.json").write_text(
+                json.dumps(vocab, ensure_ascii=False, separators=(",", ":")), encoding="utf-8"
+            )
+
+    @classmethod
+    def load(cls, directory: Path, description: dict[str, Any]) -> LexicalModel:
+        """The model saved in ``directory``; LexicalError names what is wrong."""
+        from safetensors.numpy import load_file
+
+        heads = {}
+        for task, meta in description.get("tasks", {}).items():
+            try:
+                tensors = load_file(str(Path(directory) / f"{task}.safetensors"))
+                vocab = json.loads(
+                    (Path(directory) / f"{task}.vocab.json").read_text(encoding="utf-8")
+                )
+                vectorizers = {}
+                offset = 0
+                for kind, settings in _KINDS:
+                    vec = _vectorizer(settings, vocab[kind])
+                    vec.idf_ = tensors[f"{kind}_idf"]
+                    vectorizers[kind] = vec
+                    offset += len(vocab[kind])
+                coef = tensors["coef"].astype(np.float32)
+                intercept = tensors["intercept"].astype(np.float32)
+                if coef.shape != (len(intercept), offset):
+                    raise LexicalError(
+                        f"coefficients {coef.shape} do not match {len(intercept)} classes "
+                        f"x {offset} terms"
+                    )
+                if len(intercept) != int(meta["classes"]):
+                    raise LexicalError(f"{len(intercept)} classes, manifest says {meta['classes']}")
+                heads[task] = LexicalHead(
+                    task, vectorizers, coef, intercept, float(meta["C"]),
+                    float(meta["model_weight"]),
+                )
+            except LexicalError as exc:
+                raise LexicalError(f"lexical model for {task}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - safetensors, json, sklearn: all mean unreadable
+                raise LexicalError(
+                    f"lexical model for {task}: unreadable: {type(exc).__name__}: {exc}"
+                ) from exc
+        return cls(heads)
+
+
+def fit_lexical(
+    train: Sequence,
+    validation: Sequence,
+    encoder_validation_probs: dict[str, np.ndarray],
+    n_classes: dict[str, int],
+    *,
+    c_grid: Sequence[float] = C_GRID,
+    weight_grid: Sequence[float] = WEIGHT_GRID,
+) -> tuple[LexicalModel, dict[str, Any]]:
+    """Fit one head per task in ``encoder_validation_probs`` and choose C and w on validation.
+
+    ``train``/``validation`` hold objects with ``text`` (normalised), ``task`` and
+    ``label`` (head index); ``encoder_validation_probs[task]`` are the encoder's
+    calibrated probabilities for that task's validation examples, in order.
+    Returns the model and a report (validation macro-F1 per C and per weight).
+    """
+    heads, report = {}, {}
+    for task, encoder_val in encoder_validation_probs.items():
+        rows = [e for e in train if e.task == task]
+        val = [e for e in validation if e.task == task]
+        if not rows or not val:
+            raise LexicalError(f"lexical: {task} needs training and validation examples")
+        if len(val) != len(encoder_val):
+            raise LexicalError(
+                f"lexical: {len(val)} {task} validation examples, "
+                f"{len(encoder_val)} encoder probabilities"
+            )
+        texts, labels = [e.text for e in rows], np.array([e.label for e in rows])
+        val_texts, val_labels = [e.text for e in val], np.array([e.label for e in val])
+        vectorizers, x = _fit_vectorizers(texts)
+        by_c, best = {}, None
+        for c in c_grid:
+            head = _fit_head(task, vectorizers, x, labels, n_classes[task], c)
+            lexical_val = head.probabilities(val_texts)
+            by_c[c] = round(_macro_f1(val_labels, lexical_val), 4)
+            log.info("lexical %s: C=%g validation macro-F1 %.4f", task, c, by_c[c])
+            if best is None or by_c[c] > by_c[best[0].c]:
+                best = (head, lexical_val)
+        head, lexical_val = best
+        by_w = {
+            w: round(_macro_f1(val_labels, w * encoder_val + (1 - w) * lexical_val), 4)
+            for w in weight_grid
+        }
+        # Ties go to the larger encoder weight (the simpler model).
+        head.model_weight = max(weight_grid, key=lambda w: (by_w[w], w))
+        log.info(
+            "lexical %s: C=%g, encoder weight %.1f (validation macro-F1 %.4f; encoder alone %.4f)",
+            task, head.c, head.model_weight, by_w[head.model_weight], by_w.get(1.0, float("nan")),
+        )
+        heads[task] = head
+        report[task] = {
+            "C": head.c,
+            "model_weight": head.model_weight,
+            "features": head.n_features,
+            "validation_macro_f1_by_C": {str(k): v for k, v in by_c.items()},
+            "validation_macro_f1_by_weight": {str(k): v for k, v in by_w.items()},
+        }
+    return LexicalModel(heads), report
