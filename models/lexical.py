@@ -11,14 +11,17 @@ better than either (docs/model.md, "What each step bought"). Per task:
   macro-F1;
 - the mixing weight ``w`` chosen on validation macro-F1 against the encoder's
   calibrated validation probabilities (``w = 1`` is the encoder alone, so
-  validation may switch the lexical part off for a task).
+  validation may switch the lexical part off for a task);
+- a temperature for the mixture, ``softmax(log(p_mix) / T)``, fitted on the same
+  validation split (NLL), because a mixture of a calibrated encoder and a less
+  calibrated regression is not calibrated itself; it changes no label.
 
 It is fitted at the end of ``finsentry train`` (:func:`fit_lexical`) and
 refitted with the analysts' labels by ``finsentry retrain``
 (:meth:`LexicalModel.refit`, same ``C`` and ``w``). A registry entry stores it
 as ``lexical/<task>.safetensors`` (idf per vocabulary, coefficients in fp16,
 intercepts) and ``lexical/<task>.vocab.json`` (the terms in column order), with
-``C``, ``w`` and sizes in the manifest's ``lexical`` key: plain arrays, no
+``C``, ``w``, ``T`` and sizes in the manifest's ``lexical`` key: plain arrays, no
 pickle, so an entry never runs code when it is loaded. An entry without that
 key is served by the encoder alone.
 
@@ -90,6 +93,8 @@ class LexicalHead:
     intercept: np.ndarray  # (classes,), float32
     c: float
     model_weight: float
+    #: Of the mixture: softmax(log(p_mix) / temperature); 1.0 leaves it as mixed.
+    temperature: float = 1.0
 
     @property
     def n_features(self) -> int:
@@ -112,12 +117,16 @@ class LexicalHead:
         if self.model_weight >= 1.0:
             return encoder_probs
         w = np.float32(self.model_weight)
-        return w * encoder_probs + (1 - w) * self.probabilities(texts)
+        mixed = w * encoder_probs + (1 - w) * self.probabilities(texts)
+        if self.temperature == 1.0:
+            return mixed
+        return _softmax(np.log(np.maximum(mixed, 1e-12)) / np.float32(self.temperature))
 
     def describe(self) -> dict[str, Any]:
         return {
             "C": self.c,
             "model_weight": self.model_weight,
+            "temperature": self.temperature,
             "features": {kind: len(self.vectorizers[kind].vocabulary_) for kind, _ in _KINDS},
             "classes": len(self.intercept),
         }
@@ -186,7 +195,7 @@ class LexicalModel:
 
     def refit(self, examples: Sequence, n_classes: dict[str, int]) -> LexicalModel:
         """A new model fitted on ``examples`` (text, task, label[, weight]) with this one's
-        C and mixing weights; the vectorisers are fitted anew on the new texts."""
+        C, mixing weights and temperatures; the vectorisers are fitted anew on the new texts."""
         heads = {}
         for task, head in self.heads.items():
             rows = [e for e in examples if e.task == task]
@@ -198,7 +207,7 @@ class LexicalModel:
                 task, vectorizers, x, np.array([e.label for e in rows]), n_classes[task], head.c,
                 sample_weight=weights,
             )
-            new.model_weight = head.model_weight
+            new.model_weight, new.temperature = head.model_weight, head.temperature
             heads[task] = new
         return LexicalModel(heads)
 
@@ -258,6 +267,7 @@ class LexicalModel:
                 heads[task] = LexicalHead(
                     task, vectorizers, coef, intercept, float(meta["C"]),
                     float(meta["model_weight"]),
+                    float(meta.get("temperature", 1.0)),
                 )
             except LexicalError as exc:
                 raise LexicalError(f"lexical model for {task}: {exc}") from exc
@@ -313,14 +323,31 @@ def fit_lexical(
         }
         # Ties go to the larger encoder weight (the simpler model).
         head.model_weight = max(weight_grid, key=lambda w: (by_w[w], w))
+        ece = {}
+        if head.model_weight < 1.0:
+            from models.calibration import expected_calibration_error, fit_temperature
+
+            w = head.model_weight
+            mixed = w * encoder_val + (1 - w) * lexical_val
+            head.temperature = fit_temperature(np.log(np.maximum(mixed, 1e-12)), val_labels)
+            ece = {
+                "validation_ece_mixed": round(expected_calibration_error(mixed, val_labels), 4),
+                "validation_ece_after_temperature": round(
+                    expected_calibration_error(head.mix(encoder_val, val_texts), val_labels), 4
+                ),
+            }
         log.info(
-            "lexical %s: C=%g, encoder weight %.1f (validation macro-F1 %.4f; encoder alone %.4f)",
-            task, head.c, head.model_weight, by_w[head.model_weight], by_w.get(1.0, float("nan")),
+            "lexical %s: C=%g, encoder weight %.1f (validation macro-F1 %.4f; encoder alone "
+            "%.4f), mixture temperature %.3f %s",
+            task, head.c, head.model_weight, by_w[head.model_weight],
+            by_w.get(1.0, float("nan")), head.temperature, ece,
         )
         heads[task] = head
         report[task] = {
             "C": head.c,
             "model_weight": head.model_weight,
+            "temperature": head.temperature,
+            **ece,
             "features": head.n_features,
             "validation_macro_f1_by_C": {str(k): v for k, v in by_c.items()},
             "validation_macro_f1_by_weight": {str(k): v for k, v in by_w.items()},
