@@ -9,7 +9,10 @@ The model is the registry's current entry (``FINSENTRY_MODEL_REGISTRY_DIR`` or
 text per forward pass, fp32) on the same network, i.e. the merged encoder plus
 the sentiment head behind a ``BertPreTrainedModel`` wrapper, since the
 pipeline knows nothing of a second head. (b) is ``models.inference`` in every
-mode this machine has: CPU fp32 / bf16 (native only) / int8, CUDA bf16 / fp16.
+mode this machine has: CPU fp32 / bf16 (native only) / int8, CUDA bf16 / fp16,
+each serving the entry as the service does: where the entry has a TF-IDF model
+(models/lexical.py) it is mixed in, and its cost alone is timed too
+(``lexical_items_per_s``; the pipeline baseline runs the encoder only).
 Agreement is the share of identical sentiment and topic labels versus the
 engine in fp32; the pipeline itself is checked against fp32 too (same network,
 so it should be 100%). Prints one JSON object; writes bench/results/.
@@ -248,6 +251,7 @@ def main() -> None:
                 num_threads=args.threads,
             ),
             normalise=normalise_text,
+            lexical=loaded.lexical,
         )
     for engine in engines.values():
         engine.predict(texts[:128])  # warm-up (allocator, oneDNN primitives, CUDA context)
@@ -262,6 +266,16 @@ def main() -> None:
             outputs[name] = engine.probabilities(texts)
             wall[name] = max(wall[name], len(texts) / (time.perf_counter() - started))
             cpu[name] = max(cpu[name], len(texts) / (time.process_time() - started_cpu))
+    lexical_ips = None
+    if loaded.lexical is not None:
+        # What the mixture adds per call: both heads' TF-IDF probabilities on the same texts.
+        lexical_ips = 0.0
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for head in loaded.lexical.heads.values():
+                head.probabilities(clean)
+            lexical_ips = max(lexical_ips, len(clean) / (time.perf_counter() - started))
+        log.info("lexical (TF-IDF) alone: %.0f items/s", lexical_ips)
     results: dict[str, dict] = {}
     reference = None
     for name, (topic, sentiment) in outputs.items():
@@ -304,6 +318,8 @@ def main() -> None:
         "speedup_vs_hf_pipeline_1_thread": round(results[best]["items_per_s"] / baseline_1t_ips, 2),
         "baseline_sentiment_agreement_with_fp32": round(baseline_agreement, 4),
         "modes": results,
+        "lexical_mixed": loaded.lexical is not None,
+        "lexical_items_per_s": None if lexical_ips is None else round(lexical_ips, 1),
         "best_mode": best,
         "best_items_per_s": results[best]["items_per_s"],
         "speedup_vs_hf_pipeline": round(results[best]["items_per_s"] / baseline_ips, 2),

@@ -572,8 +572,12 @@ class ClassifierSettings(ServiceSettings):
     metrics_port: int = Field(default=8001, ge=0, le=65535)
     #: Write a file_sd target so the local stack's Prometheus scrapes the service.
     register_target: bool = True
-    #: Longest wait for Kafka to acknowledge a batch's output before the service gives up.
+    #: Longest single wait for Kafka to acknowledge a batch's output; then it is retried.
     produce_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: How long the service rides out a Kafka it cannot reach: a batch's unacknowledged
+    #: output is retried (its offsets stay uncommitted) and start-up waits for the
+    #: broker, this long in all, before the service exits with status 3. 0: at once.
+    broker_outage_tolerance_seconds: float = Field(default=600.0, ge=0)
     #: A replica silent this long leaves the group and its partitions move (after kill -9).
     session_timeout_ms: int = Field(default=45_000, ge=6_000)
 

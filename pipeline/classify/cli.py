@@ -27,10 +27,17 @@ def register(app: typer.Typer) -> None:
         acknowledged, so a crash re-scores at most one batch. Every option also
         reads FINSENTRY_CLASSIFIER_<OPTION> (e.g. FINSENTRY_CLASSIFIER_BATCH_SIZE).
 
+        A Kafka outage is ridden out for
+        FINSENTRY_CLASSIFIER_BROKER_OUTAGE_TOLERANCE_SECONDS (default 600): start-up
+        waits for the broker, and a batch whose output is not acknowledged within
+        FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS is sent again, its offsets
+        uncommitted until Kafka acknowledges it.
+
         Exit status: 0 after SIGTERM/SIGINT (batch drained and committed); 2 when
-        it cannot start (no valid model promoted); 3 when Kafka does not
-        acknowledge a batch's output within FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS
-        (nothing committed: restarted, it scores that batch again).
+        it cannot start (no valid model promoted); 3 when Kafka stays unreachable
+        or does not acknowledge a batch's output for longer than the tolerance, or
+        a stop is requested while it is away (nothing committed: restarted, it
+        scores that batch again).
         """
         from pipeline.classify.runner import serve
         from pipeline.settings import ClassifierSettings, ModelSettings
@@ -48,7 +55,7 @@ def register(app: typer.Typer) -> None:
         }
         from models.inference import EngineError
         from models.registry import RegistryError
-        from pipeline.classify.service import ProduceError
+        from pipeline.classify.service import KafkaUnavailableError
 
         settings = ClassifierSettings(**overrides)
         model = ModelSettings(**({"device": device} if device else {}))
@@ -57,6 +64,6 @@ def register(app: typer.Typer) -> None:
         except (RegistryError, EngineError) as exc:
             typer.echo(f"classify: cannot start: {exc}", err=True)
             raise typer.Exit(2) from exc
-        except ProduceError as exc:
+        except KafkaUnavailableError as exc:
             typer.echo(f"classify: stopped: {exc}", err=True)
             raise typer.Exit(3) from exc

@@ -8,6 +8,13 @@ the consumer group and need no coordination of their own.
 
 ``stop()`` (SIGTERM, SIGINT) ends the batch being collected early, scores and
 produces it, commits, leaves the group and returns.
+
+A broker outage is ridden out for ``broker_outage_tolerance_seconds``: start-up
+waits for Kafka, and a batch whose output is not acknowledged is retried (the
+records kafka-python gave up on are sent again; duplicates are allowed, loss is
+not) with its offsets uncommitted. Past the tolerance, or on ``stop()`` while
+Kafka is away, the service raises :class:`KafkaUnavailableError` (``finsentry
+classify`` exits 3) and a restart re-reads what was not committed.
 """
 
 from __future__ import annotations
@@ -29,8 +36,16 @@ from pipeline.settings import ClassifierSettings, KafkaSettings
 log = logging.getLogger(__name__)
 
 
-class ProduceError(RuntimeError):
+class KafkaUnavailableError(RuntimeError):
+    """Kafka stayed unreachable longer than the service tolerates; nothing was committed."""
+
+
+class ProduceError(KafkaUnavailableError):
     """Kafka did not acknowledge a batch's output; its offsets stay uncommitted."""
+
+
+#: Longest pause between two attempts to reach Kafka.
+MAX_RETRY_PAUSE_SECONDS = 10.0
 
 
 class ClassifierService:
@@ -65,23 +80,11 @@ class ClassifierService:
     def run(self) -> None:
         from kafka.errors import KafkaTimeoutError
 
-        ensure_topics(
-            self.kafka, [self.kafka.topic_raw, self.kafka.topic_scored, self.kafka.topic_dlq]
-        )
-        session_ms = self.settings.session_timeout_ms
-        consumer = make_consumer(
-            self.kafka,
-            self.settings.group_id,
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(500, min(3000, session_ms // 3)),
-            max_poll_records=self.settings.batch_size,
-        )
-        try:
-            subscribe_when_known(consumer, self.kafka.topic_raw, stop=self._stop.is_set)
-        except TimeoutError:
-            consumer.close()
-            raise
-        producer = make_producer(self.kafka)
+        connected = self._connect()
+        if connected is None:
+            log.info("classifier stopped before Kafka could be reached")
+            return
+        consumer, producer = connected
         log.info(
             "classifier consuming %s as group %s, model %s, batches of <= %d records / %d ms",
             self.kafka.topic_raw,
@@ -112,6 +115,99 @@ class ClassifierService:
             consumer.close()
             log.info("classifier stopped after %d batches", self.batches)
 
+    def _connect(self):
+        """(consumer, producer) once Kafka answers, waiting out an outage up to the
+        tolerance; None when stopped while waiting."""
+        from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+
+        tolerance = self.settings.broker_outage_tolerance_seconds
+        deadline = time.monotonic() + tolerance
+        pause = 1.0
+        while True:
+            consumer = None
+            try:
+                ensure_topics(
+                    self.kafka,
+                    [self.kafka.topic_raw, self.kafka.topic_scored, self.kafka.topic_dlq],
+                )
+                session_ms = self.settings.session_timeout_ms
+                consumer = make_consumer(
+                    self.kafka,
+                    self.settings.group_id,
+                    session_timeout_ms=session_ms,
+                    heartbeat_interval_ms=max(500, min(3000, session_ms // 3)),
+                    max_poll_records=self.settings.batch_size,
+                )
+                subscribe_when_known(consumer, self.kafka.topic_raw, stop=self._stop.is_set)
+                return consumer, make_producer(self.kafka)
+            except (NoBrokersAvailable, KafkaConnectionError, KafkaTimeoutError, TimeoutError) as exc:
+                if consumer is not None:
+                    consumer.close()
+                if self._stop.is_set():
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise KafkaUnavailableError(
+                        f"cannot reach Kafka at {self.kafka.bootstrap_servers} within "
+                        f"broker_outage_tolerance_seconds={tolerance:g}: {exc}"
+                    ) from exc
+                log.warning(
+                    "Kafka at %s unreachable (%s: %s); retrying, for up to %.0f s more",
+                    self.kafka.bootstrap_servers,
+                    type(exc).__name__,
+                    exc,
+                    left,
+                )
+                if self._stop.wait(min(pause, left)):
+                    return None
+                pause = min(pause * 2, MAX_RETRY_PAUSE_SECONDS)
+
+    def _deliver(self, producer, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        """Send ``messages`` (topic, key, value) and return once Kafka acknowledged all of
+        them; retried through an outage up to the tolerance, then ProduceError."""
+        from kafka.errors import KafkaError
+
+        tolerance = self.settings.broker_outage_tolerance_seconds
+        started = time.monotonic()
+        futures = [_send(producer, message) for message in messages]
+        pause = 0.5
+        while True:
+            problem: Exception | None = None
+            try:  # a flush that times out raises KafkaTimeoutError, a KafkaError too
+                producer.flush(timeout=self.settings.produce_timeout_seconds)
+            except KafkaError as exc:
+                problem = exc
+            waiting = [i for i, f in enumerate(futures) if f is None or not f.succeeded()]
+            if not waiting:
+                return
+            failed = [i for i in waiting if futures[i] is not None and futures[i].failed()]
+            if failed:
+                problem = futures[failed[0]].exception
+            elapsed = time.monotonic() - started
+            if elapsed >= tolerance or self._stop.is_set():
+                raise ProduceError(
+                    f"Kafka did not acknowledge {len(waiting)} of the {len(messages)} output "
+                    f"records of a batch within produce_timeout_seconds="
+                    f"{self.settings.produce_timeout_seconds:g} and "
+                    f"broker_outage_tolerance_seconds={tolerance:g}"
+                    + (" (stop requested)" if self._stop.is_set() else "")
+                    + f" (offsets not committed, the batch is re-read after restart): {problem}"
+                )
+            log.warning(
+                "Kafka has not acknowledged %d of %d output records for %.0f s (%s); "
+                "retrying, offsets stay uncommitted",
+                len(waiting),
+                len(messages),
+                elapsed,
+                problem,
+            )
+            if self._stop.wait(min(pause, max(0.0, tolerance - elapsed))):
+                continue  # raises above with "stop requested" unless everything landed
+            pause = min(pause * 2, MAX_RETRY_PAUSE_SECONDS)
+            for i in waiting:
+                if futures[i] is None or futures[i].failed():
+                    futures[i] = _send(producer, messages[i])  # given up on: send again
+
     def _maybe_switch_model(self) -> None:
         if self.watcher is None:
             return
@@ -140,26 +236,14 @@ class ClassifierService:
         if result.inference_seconds:
             m.inference_seconds.observe(result.inference_seconds)
 
-        futures = []
-        for article in result.scored:
-            futures.append(
-                producer.send(
-                    self.kafka.topic_scored, key=article.id.encode(), value=encode(article)
-                )
-            )
+        messages: list[tuple[str, bytes | None, bytes]] = [
+            (self.kafka.topic_scored, article.id.encode(), encode(article))
+            for article in result.scored
+        ]
         for letter in result.dead:
             key = letter.key.encode() if letter.key is not None else None
-            futures.append(producer.send(self.kafka.topic_dlq, key=key, value=encode(letter)))
-        try:  # a flush that times out raises KafkaTimeoutError, a KafkaError too
-            producer.flush(timeout=self.settings.produce_timeout_seconds)
-            for future in futures:
-                future.get(timeout=0)
-        except KafkaError as exc:
-            raise ProduceError(
-                f"Kafka did not acknowledge the output of a batch of {len(records)} within "
-                f"produce_timeout_seconds={self.settings.produce_timeout_seconds:g} "
-                f"(offsets not committed, the batch is re-read after restart): {exc}"
-            ) from exc
+            messages.append((self.kafka.topic_dlq, key, encode(letter)))
+        self._deliver(producer, messages)
 
         for article in result.scored:
             m.records_scored.labels(sentiment=article.sentiment).inc()
@@ -191,6 +275,9 @@ class ClassifierService:
             log.warning(
                 "commit after rebalance failed, %d records will be re-scored: %s", len(records), exc
             )
+        except KafkaError as exc:
+            # Output acknowledged, commit not: the next commit (or a restart) covers it.
+            log.warning("commit failed, %d records may be re-scored: %s", len(records), exc)
         self.batches += 1
         log.debug(
             "batch %d: %d scored, %d dead-lettered (model %.3fs)",
@@ -232,6 +319,19 @@ class ClassifierService:
         for labels in list(_label_values(gauge)):
             if labels not in {str(tp.partition) for tp in assigned}:
                 gauge.remove(labels)
+
+
+def _send(producer, message: tuple[str, bytes | None, bytes]):
+    """The send's future; None when kafka-python could not even queue it (buffer full or
+    no metadata within max_block_ms: the broker is away), so the caller sends it again."""
+    from kafka.errors import KafkaTimeoutError
+
+    topic, key, value = message
+    try:
+        return producer.send(topic, key=key, value=value)
+    except KafkaTimeoutError as exc:
+        log.debug("send to %s not queued: %s", topic, exc)
+        return None
 
 
 def _label_values(gauge) -> list[str]:

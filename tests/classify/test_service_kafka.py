@@ -310,17 +310,18 @@ def test_unacknowledged_output_stops_the_cli_with_a_clear_error_and_loses_nothin
     kafka_settings, group_id, tiny_registry, tmp_path
 ):
     """Kafka not acknowledging a batch within produce_timeout_seconds (here a microsecond,
-    shorter than any round trip) stops `finsentry classify` with status 3 and a message,
-    commits nothing, and a restart scores every record."""
+    shorter than any round trip) and no outage tolerated stops `finsentry classify` with
+    status 3 and a message, commits nothing, and a restart scores every record."""
     log_path = tmp_path / "classify.log"
     ids = [f"t-{i}" for i in range(40)]
     _produce(kafka_settings, [(i.encode(), raw_bytes(i)) for i in ids])
     process = _start_cli(kafka_settings, group_id, tiny_registry.root, log_path,
-                         FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="0.000001")
+                         FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="0.000001",
+                         FINSENTRY_CLASSIFIER_BROKER_OUTAGE_TOLERANCE_SECONDS="0")
     try:
         assert process.wait(180) == 3, log_path.read_text()[-3000:]
         log = log_path.read_text()
-        assert "classify: stopped: Kafka did not acknowledge the output" in log, log[-3000:]
+        assert "classify: stopped: Kafka did not acknowledge" in log, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
         assert not _committed_everything(kafka_settings, group_id)
 
@@ -333,6 +334,90 @@ def test_unacknowledged_output_stops_the_cli_with_a_clear_error_and_loses_nothin
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_output_not_acknowledged_in_time_is_waited_for_within_the_outage_tolerance(
+    kafka_settings, group_id, tiny_registry, tmp_path
+):
+    """The same microsecond produce timeout with the default outage tolerance: every flush
+    "times out", the service keeps waiting for the acknowledgements (offsets uncommitted)
+    instead of exiting, and every record is scored exactly once."""
+    log_path = tmp_path / "classify.log"
+    ids = [f"w-{i}" for i in range(40)]
+    _produce(kafka_settings, [(i.encode(), raw_bytes(i)) for i in ids])
+    process = _start_cli(kafka_settings, group_id, tiny_registry.root, log_path,
+                         FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="0.000001")
+    try:
+        scored = _scored_ids(kafka_settings, len(ids), 180)
+        assert set(scored) == set(ids) and max(scored.values()) == 1, log_path.read_text()[-3000:]
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        assert "retrying, offsets stay uncommitted" in log_path.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
+        assert _committed_everything(kafka_settings, group_id)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_the_service_waits_for_kafka_and_rides_out_a_broker_outage(
+    tiny_registry, tmp_path, unique
+):
+    """`finsentry classify` started before its broker (a private one, see
+    tests/fixtures/brokers.py) waits for it instead of exiting; the broker stopped and
+    started again while records stream in, the service keeps running, and every id is
+    scored with nothing committed that was not acknowledged."""
+    from pipeline.kafka_io import ensure_topics
+    from tests.fixtures.brokers import client_settings, private_broker, start_and_wait
+
+    broker = private_broker(tmp_path / "run")
+    kafka = client_settings(broker, f"outage.{unique}")
+    group = f"outage-{unique}"
+    log_path = tmp_path / "classify.log"
+    process = _start_cli(kafka, group, tiny_registry.root, log_path,
+                         FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="2")
+    ids = [f"o-{i}" for i in range(150)]
+    try:
+        deadline = time.monotonic() + 60
+        while "unreachable" not in log_path.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        assert "unreachable" in log_path.read_text(), log_path.read_text()[-3000:]
+        start_and_wait(broker)
+        ensure_topics(kafka)
+        _produce(kafka, [(b"first", raw_bytes("first"))])
+        assert set(_scored_ids(kafka, 1, 120)) == {"first"}, log_path.read_text()[-3000:]
+
+        def produce_steadily() -> None:  # 150 records over ~7 s, across the outage
+            producer = make_producer(kafka, linger_ms=0)
+            for i, article in enumerate(ids):
+                producer.send(kafka.topic_raw, key=article.encode(), value=raw_bytes(article))
+                if i % 10 == 9:
+                    time.sleep(0.5)
+            producer.flush(timeout=120)  # buffered while the broker is away
+            producer.close()
+
+        streaming = threading.Thread(target=produce_steadily)
+        streaming.start()
+        time.sleep(2)
+        broker.process.stop(timeout_seconds=60)
+        time.sleep(8)  # several produce timeouts and reconnect attempts
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        start_and_wait(broker)
+        streaming.join(150)
+        scored = _scored_ids(kafka, len(ids) + 1, 180)
+        assert set(scored) == {"first", *ids}, (
+            sorted(set(ids) - set(scored))[:10], log_path.read_text()[-3000:])
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
+        assert _committed_everything(kafka, group)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        broker.process.stop(timeout_seconds=60)
 
 
 def test_the_bad_record_corpus_through_the_running_classifier(

@@ -8,7 +8,6 @@ broker from the same stack code, in its own run directory and on its own ports
 from __future__ import annotations
 
 import logging
-import socket
 import stat
 import time
 
@@ -17,24 +16,14 @@ import pytest
 from pipeline.kafka_io import KafkaAuthenticationError, ensure_topics, make_consumer, make_producer
 from pipeline.settings import KafkaSettings, StackSettings
 from pipeline.stack.kafka import KafkaServer
+from tests.fixtures.brokers import free_ports
 
 pytestmark = pytest.mark.integration
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory):
-    kafka_port, controller_port, sasl_port = _free_ports(3)
+    kafka_port, controller_port, sasl_port = free_ports(3)
     settings = StackSettings(
         run_dir=tmp_path_factory.mktemp("sasl-run"),
         kafka_port=kafka_port,

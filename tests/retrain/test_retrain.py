@@ -54,6 +54,18 @@ def test_better_candidate_is_promoted_with_lineage(tiny_world):
     assert entry.manifest["data"]["snapshot_hash"] == report["lineage"]["label_snapshot"]
     assert entry.metrics["retrain"]["gate"]["passed"] is True
     assert entry.metrics["retrain"]["parent_scores"] == json.loads(json.dumps(scores["current"]))
+    # The parent's TF-IDF model was refitted with the new labels, same C and weight.
+    parent = registry.get("v1-tiny")
+    assert entry.lexical["tasks"] == {
+        task: {**meta, "features": entry.lexical["tasks"][task]["features"]}
+        for task, meta in parent.lexical["tasks"].items()
+    }
+    assert "lexical_fit_seconds" in entry.metrics["retrain"]["training"]
+    from models.labels import SENTIMENT_NAMES
+    from models.loading import load_lexical
+
+    refitted = load_lexical(entry).heads["sentiment"].probabilities(["CompanyA shares soar today"])
+    assert SENTIMENT_NAMES[int(refitted.argmax())] == "positive"  # a verb only the labels had
     # A running classifier's watcher (the service's hot reload) loads the promoted entry.
     from models.inference import EngineOptions, engine_from_registry
     from pipeline.classify.reload import ModelWatcher
