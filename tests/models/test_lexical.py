@@ -66,6 +66,7 @@ def test_a_wrong_encoder_gets_little_weight_and_the_mixture_learns_the_cues(data
     model, report = fitted
     for task in N_CLASSES:
         assert model.heads[task].model_weight < 0.5
+        assert model.heads[task].temperature > 0
         assert set(report[task]["validation_macro_f1_by_C"]) == {"1.0", "10.0"}
         rows = [e for e in val if e.task == task]
         mixed = model.mix(task, one_hot(val, task, shift=1), [e.text for e in rows])
@@ -154,10 +155,10 @@ def test_registry_entry_serves_the_mixture_in_the_engine_and_in_evaluate(fitted,
     alone = engine_from_registry(registry, options=options, lexical=False).probabilities(texts)
     for i, task in enumerate(("topic", "sentiment")):
         head = model.heads[task]
-        w = head.model_weight
-        np.testing.assert_allclose(
-            mixed[i], w * alone[i] + (1 - w) * head.probabilities(texts), atol=1e-5
-        )
+        w, t = head.model_weight, head.temperature
+        expected = np.exp(np.log(w * alone[i] + (1 - w) * head.probabilities(texts)) / t)
+        np.testing.assert_allclose(mixed[i], expected / expected.sum(axis=1, keepdims=True),
+                                   atol=1e-5)
     assert mixed[0][0].argmax() == 3 and mixed[1][1].argmax() == 2
     loaded = load_current(tiny_settings(tiny_root))
     np.testing.assert_allclose(loaded.predict_proba(texts)["topic"], mixed[0], atol=1e-4)
@@ -173,3 +174,20 @@ def test_entry_whose_lexical_files_changed_is_refused(fitted, tiny_root):
     path.write_text(path.read_text().replace("cue", "cve"))
     with pytest.raises(RegistryError, match="lexical/topic.vocab.json is corrupt"):
         Registry(tiny_root, tiny_base_dir(tiny_root)).get(entry.version)
+
+
+def test_the_mixture_temperature_is_fitted_on_validation_and_changes_no_label(data, fitted):
+    import dataclasses
+
+    _, val = data
+    model, report = fitted
+    for task in N_CLASSES:
+        head = model.heads[task]
+        assert head.temperature != 1.0
+        assert report[task]["validation_ece_after_temperature"] <= report[task]["validation_ece_mixed"]
+        rows = [e.text for e in val if e.task == task]
+        encoder = one_hot(val, task, shift=1)
+        untempered = dataclasses.replace(head, temperature=1.0).mix(encoder, rows)
+        tempered = head.mix(encoder, rows)
+        assert (tempered.argmax(axis=1) == untempered.argmax(axis=1)).all()
+        assert not np.allclose(tempered, untempered)
