@@ -6,6 +6,7 @@ and hot reload; ``finsentry classify`` as a subprocess checks kill -9 and SIGTER
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -245,6 +246,24 @@ def _start_cli(kafka, group_id: str, registry_root: Path, log_path: Path,
                             stderr=subprocess.STDOUT)
 
 
+@contextlib.contextmanager
+def _running_cli(kafka, group_id: str, registry_root: Path, log_path: Path, **extra_env: str):
+    """`finsentry classify` for the block; killed at the end if it is still running."""
+    process = _start_cli(kafka, group_id, registry_root, log_path, **extra_env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def _sigterm_drains_and_commits(process, log_path: Path, kafka, group_id: str) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0, log_path.read_text()[-3000:]
+    assert _committed_everything(kafka, group_id)
+
+
 def _scored_ids(kafka, n: int, timeout: float) -> Counter:
     return Counter(decode_scored(r.value).id for r in _read(kafka, kafka.topic_scored, n, timeout))
 
@@ -345,40 +364,52 @@ def test_output_not_acknowledged_in_time_is_waited_for_within_the_outage_toleran
     log_path = tmp_path / "classify.log"
     ids = [f"w-{i}" for i in range(40)]
     _produce(kafka_settings, [(i.encode(), raw_bytes(i)) for i in ids])
-    process = _start_cli(kafka_settings, group_id, tiny_registry.root, log_path,
-                         FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="0.000001")
-    try:
+    with _running_cli(kafka_settings, group_id, tiny_registry.root, log_path,
+                      FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="0.000001") as process:
         scored = _scored_ids(kafka_settings, len(ids), 180)
         assert set(scored) == set(ids) and max(scored.values()) == 1, log_path.read_text()[-3000:]
         assert process.poll() is None, log_path.read_text()[-3000:]
         assert "retrying, offsets stay uncommitted" in log_path.read_text()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, log_path.read_text()[-3000:]
-        assert _committed_everything(kafka_settings, group_id)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        _sigterm_drains_and_commits(process, log_path, kafka_settings, group_id)
+
+
+@pytest.fixture
+def stopped_private_broker(tmp_path):
+    """A private broker (tests/fixtures/brokers.py), configured but not started; stopped
+    at the end whatever the test did with it."""
+    from tests.fixtures.brokers import private_broker
+
+    broker = private_broker(tmp_path / "run")
+    yield broker
+    broker.process.stop(timeout_seconds=60)
 
 
 def test_the_service_waits_for_kafka_and_rides_out_a_broker_outage(
-    tiny_registry, tmp_path, unique
+    stopped_private_broker, tiny_registry, tmp_path, unique
 ):
-    """`finsentry classify` started before its broker (a private one, see
-    tests/fixtures/brokers.py) waits for it instead of exiting; the broker stopped and
-    started again while records stream in, the service keeps running, and every id is
-    scored with nothing committed that was not acknowledged."""
+    """`finsentry classify` started before its broker waits for it instead of exiting;
+    the broker stopped and started again while records stream in, the service keeps
+    running, and every id is scored with nothing committed that was not acknowledged."""
     from pipeline.kafka_io import ensure_topics
-    from tests.fixtures.brokers import client_settings, private_broker, start_and_wait
+    from tests.fixtures.brokers import client_settings, start_and_wait
 
-    broker = private_broker(tmp_path / "run")
+    broker = stopped_private_broker
     kafka = client_settings(broker, f"outage.{unique}")
     group = f"outage-{unique}"
     log_path = tmp_path / "classify.log"
-    process = _start_cli(kafka, group, tiny_registry.root, log_path,
-                         FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="2")
     ids = [f"o-{i}" for i in range(150)]
-    try:
+
+    def produce_steadily() -> None:  # 150 records over ~7 s, across the outage
+        producer = make_producer(kafka, linger_ms=0)
+        for i, article in enumerate(ids):
+            producer.send(kafka.topic_raw, key=article.encode(), value=raw_bytes(article))
+            if i % 10 == 9:
+                time.sleep(0.5)
+        producer.flush(timeout=120)  # buffered while the broker is away
+        producer.close()
+
+    with _running_cli(kafka, group, tiny_registry.root, log_path,
+                      FINSENTRY_CLASSIFIER_PRODUCE_TIMEOUT_SECONDS="2") as process:
         deadline = time.monotonic() + 60
         while "unreachable" not in log_path.read_text() and time.monotonic() < deadline:
             assert process.poll() is None, log_path.read_text()[-3000:]
@@ -388,15 +419,6 @@ def test_the_service_waits_for_kafka_and_rides_out_a_broker_outage(
         ensure_topics(kafka)
         _produce(kafka, [(b"first", raw_bytes("first"))])
         assert set(_scored_ids(kafka, 1, 120)) == {"first"}, log_path.read_text()[-3000:]
-
-        def produce_steadily() -> None:  # 150 records over ~7 s, across the outage
-            producer = make_producer(kafka, linger_ms=0)
-            for i, article in enumerate(ids):
-                producer.send(kafka.topic_raw, key=article.encode(), value=raw_bytes(article))
-                if i % 10 == 9:
-                    time.sleep(0.5)
-            producer.flush(timeout=120)  # buffered while the broker is away
-            producer.close()
 
         streaming = threading.Thread(target=produce_steadily)
         streaming.start()
@@ -410,14 +432,7 @@ def test_the_service_waits_for_kafka_and_rides_out_a_broker_outage(
         assert set(scored) == {"first", *ids}, (
             sorted(set(ids) - set(scored))[:10], log_path.read_text()[-3000:])
         assert process.poll() is None, log_path.read_text()[-3000:]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, log_path.read_text()[-3000:]
-        assert _committed_everything(kafka, group)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        broker.process.stop(timeout_seconds=60)
+        _sigterm_drains_and_commits(process, log_path, kafka, group)
 
 
 def test_the_bad_record_corpus_through_the_running_classifier(

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+from models.feedback.finetune import WeightedExample as Ex
 from models.lexical import LexicalError, LexicalModel, fit_lexical
 
 N_CLASSES = {"topic": 20, "sentiment": 3}
-
-
-@dataclass(frozen=True)
-class Ex:
-    text: str
-    task: str
-    label: int
-    weight: float = 1.0
 
 
 def examples(seed: int, per_class: int = 8) -> list[Ex]:
