@@ -118,7 +118,9 @@ class ClassifierService:
     def _connect(self):
         """(consumer, producer) once Kafka answers, waiting out an outage up to the
         tolerance; None when stopped while waiting."""
-        from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+        # kafka-python raises KafkaTimeoutError ("Unable to bootstrap") after 30 s without
+        # a broker; a refused SASL login is KafkaAuthenticationError and is not retried.
+        from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
         tolerance = self.settings.broker_outage_tolerance_seconds
         deadline = time.monotonic() + tolerance
@@ -140,7 +142,7 @@ class ClassifierService:
                 )
                 subscribe_when_known(consumer, self.kafka.topic_raw, stop=self._stop.is_set)
                 return consumer, make_producer(self.kafka)
-            except (NoBrokersAvailable, KafkaConnectionError, KafkaTimeoutError, TimeoutError) as exc:
+            except (KafkaConnectionError, KafkaTimeoutError, TimeoutError) as exc:
                 if consumer is not None:
                     consumer.close()
                 if self._stop.is_set():
