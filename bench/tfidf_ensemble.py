@@ -64,7 +64,7 @@ def main() -> int:
     from models.config import TrainConfig
     from models.data import make_splits, normalise_text
     from models.inference import EngineOptions, engine_from_registry
-    from models.labels import TASKS, class_names, label_index
+    from models.labels import TASKS, label_index
     from models.lexical import LexicalModel, fit_lexical
     from models.registry import Registry
     from pipeline.settings import ModelSettings
@@ -84,7 +84,7 @@ def main() -> int:
         t: engine.probabilities([e.text for e in validation[t]])[TASKS.index(t)] for t in TASKS
     }
     fitted, report = fit_lexical(
-        splits.train, splits.validation, encoder_val, {t: len(class_names(t)) for t in TASKS}
+        splits.train, splits.validation, encoder_val
     )
     with tempfile.TemporaryDirectory() as tmp:
         fitted.save(Path(tmp))

@@ -40,6 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from models.calibration import softmax
+from models.labels import class_names
+
 log = logging.getLogger(__name__)
 
 #: The two vectorisers' settings (sklearn ``TfidfVectorizer`` keyword arguments).
@@ -69,12 +72,6 @@ def _vectorizer(settings: dict[str, Any], vocabulary: list[str] | None = None):
         return TfidfVectorizer(**settings)
     kwargs = {k: v for k, v in settings.items() if k != "min_df"}
     return TfidfVectorizer(**kwargs, vocabulary={term: i for i, term in enumerate(vocabulary)})
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=1, keepdims=True)
-    np.exp(scores, out=scores)
-    return scores / scores.sum(axis=1, keepdims=True)
 
 
 def _macro_f1(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -110,7 +107,7 @@ class LexicalHead:
         if len(texts) == 0:
             return np.zeros((0, len(self.intercept)), np.float32)
         scores = np.asarray(self.features(texts) @ self.coef.T, dtype=np.float32)
-        return _softmax(scores + self.intercept)
+        return softmax(scores + self.intercept)
 
     def mix(self, encoder_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """``w * encoder_probs + (1 - w) * p_lexical`` (the encoder's array when w is 1)."""
@@ -120,7 +117,7 @@ class LexicalHead:
         mixed = w * encoder_probs + (1 - w) * self.probabilities(texts)
         if self.temperature == 1.0:
             return mixed
-        return _softmax(np.log(np.maximum(mixed, 1e-12)) / np.float32(self.temperature))
+        return softmax(np.log(np.maximum(mixed, 1e-12)) / np.float32(self.temperature))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -146,11 +143,11 @@ def _fit_head(
     vectorizers: dict[str, Any],
     x,
     labels: np.ndarray,
-    n_classes: int,
     c: float,
     sample_weight: np.ndarray | None = None,
 ) -> LexicalHead:
     """The logistic regression on features ``x`` (rows of ``vectorizers``' columns)."""
+    n_classes = len(class_names(task))
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=c, max_iter=MAX_ITER)
@@ -167,6 +164,10 @@ def _fit_head(
     # Stored in fp16: serve exactly what validation measured.
     coef = coef.astype(np.float16).astype(np.float32)
     return LexicalHead(task, vectorizers, coef, intercept, float(c), 1.0)
+
+
+def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
 
 
 class LexicalModel:
@@ -186,14 +187,12 @@ class LexicalModel:
         """The manifest's ``lexical`` key."""
         return {
             "kind": "tfidf-logistic-regression",
-            "word_features": {k: list(v) if isinstance(v, tuple) else v
-                              for k, v in WORD_FEATURES.items()},
-            "char_features": {k: list(v) if isinstance(v, tuple) else v
-                              for k, v in CHAR_FEATURES.items()},
+            "word_features": _jsonable(WORD_FEATURES),
+            "char_features": _jsonable(CHAR_FEATURES),
             "tasks": {task: head.describe() for task, head in sorted(self.heads.items())},
         }
 
-    def refit(self, examples: Sequence, n_classes: dict[str, int]) -> LexicalModel:
+    def refit(self, examples: Sequence) -> LexicalModel:
         """A new model fitted on ``examples`` (text, task, label[, weight]) with this one's
         C, mixing weights and temperatures; the vectorisers are fitted anew on the new texts."""
         heads = {}
@@ -204,7 +203,7 @@ class LexicalModel:
             weights = np.array([float(getattr(e, "weight", 1.0)) for e in rows])
             vectorizers, x = _fit_vectorizers([e.text for e in rows])
             new = _fit_head(
-                task, vectorizers, x, np.array([e.label for e in rows]), n_classes[task], head.c,
+                task, vectorizers, x, np.array([e.label for e in rows]), head.c,
                 sample_weight=weights,
             )
             new.model_weight, new.temperature = head.model_weight, head.temperature
@@ -282,7 +281,6 @@ def fit_lexical(
     train: Sequence,
     validation: Sequence,
     encoder_validation_probs: dict[str, np.ndarray],
-    n_classes: dict[str, int],
     *,
     c_grid: Sequence[float] = C_GRID,
     weight_grid: Sequence[float] = WEIGHT_GRID,
@@ -310,7 +308,7 @@ def fit_lexical(
         vectorizers, x = _fit_vectorizers(texts)
         by_c, best = {}, None
         for c in c_grid:
-            head = _fit_head(task, vectorizers, x, labels, n_classes[task], c)
+            head = _fit_head(task, vectorizers, x, labels, c)
             lexical_val = head.probabilities(val_texts)
             by_c[c] = round(_macro_f1(val_labels, lexical_val), 4)
             log.info("lexical %s: C=%g validation macro-F1 %.4f", task, c, by_c[c])

@@ -23,7 +23,7 @@ from models.calibration import expected_calibration_error, fit_temperature, soft
 from models.config import TrainConfig
 from models.data import normalise_text
 from models.evaluate import classification_metrics, probability_metrics, write_report
-from models.labels import class_names, label_index
+from models.labels import label_index
 from models.loading import compute_logits
 from models.registry import Registry, RegistryEntry
 
@@ -65,7 +65,6 @@ def publish(
             splits.train,
             splits.validation,
             {task: softmax(logits / temperatures[task]) for task, (_, logits) in val.items()},
-            {task: len(class_names(task)) for task in val},
         )
         lexical_report = {"tasks": by_task, "fit_seconds": round(time.monotonic() - started, 1)}
     heldout, encoder_heldout = {}, {}

@@ -80,12 +80,13 @@ def assemble(labels: list[ResolvedLabel], splits: Splits, settings) -> RetrainDa
         else:
             new_train.append(item)
     new_keys = {dedup_key(x.text) for x in labels}
-    train = [
+    new_weighted = [
         WeightedExample(
             normalise_text(x.text), x.task, class_index(x.task, x.label), settings.label_weight
         )
         for x in new_train
     ]
+    train = list(new_weighted)
     pool = [e for e in splits.train if dedup_key(e.text) not in new_keys]
     wanted = max(
         round(settings.replay_fraction * len(pool)),
@@ -114,7 +115,6 @@ def assemble(labels: list[ResolvedLabel], splits: Splits, settings) -> RetrainDa
             "replay": replay_counts,
         },
     }
-    new_weighted = train[: len(new_train)]
     lexical_train = new_weighted + [WeightedExample(e.text, e.task, e.label, 1.0) for e in pool]
     return RetrainData(
         train, new_train, new_heldout, splits.heldout, validation, stats, lexical_train

@@ -28,7 +28,7 @@ from models.batching import collate, encode, epoch_batches
 from models.calibration import fit_temperature, softmax
 from models.config import AdapterConfig
 from models.data import normalise_text
-from models.evaluate import classification_metrics, probability_metrics
+from models.evaluate import probability_metrics
 from models.labels import IGNORE_INDEX, TASKS
 from models.loading import compute_logits
 from models.model import MultiTaskClassifier, load_encoder
@@ -237,11 +237,8 @@ def evaluate(
     logits = compute_logits(
         model.eval(), tokenizer, list(texts), max_length_tokens=max_length_tokens, device=device
     )[task]
-    if lexical is None:
-        metrics = classification_metrics(np.asarray(labels), logits, task, temperature)
-    else:
-        probs = lexical.mix(
-            task, softmax(logits / temperature), [normalise_text(t) for t in texts]
-        )
-        metrics = probability_metrics(np.asarray(labels), probs, task)
+    probs = softmax(logits / temperature)
+    if lexical is not None:
+        probs = lexical.mix(task, probs, [normalise_text(t) for t in texts])
+    metrics = probability_metrics(np.asarray(labels), probs, task)
     return {k: metrics[k] for k in ("n", "accuracy", "macro_f1", "ece", "brier")}

@@ -207,7 +207,6 @@ class Retrainer:
             model_from_base,
             model_from_entry,
         )
-        from models.labels import TASKS, class_names
         from models.loading import load_lexical, resolve_device
 
         s = self.settings
@@ -273,9 +272,7 @@ class Retrainer:
         if parent_lexical is not None:
             # Same C and mixing weight as the parent, refitted with the new labels.
             lexical_started = time.monotonic()
-            lexical = parent_lexical.refit(
-                data.lexical_train, {t: len(class_names(t)) for t in TASKS}
-            )
+            lexical = parent_lexical.refit(data.lexical_train)
             training["lexical_fit_seconds"] = round(time.monotonic() - lexical_started, 1)
         scores_candidate = self._scores(
             candidate, tokenizer, data, temperatures, max_len, device, lexical

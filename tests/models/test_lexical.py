@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from models.feedback.finetune import WeightedExample as Ex
+from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
 from models.lexical import LexicalError, LexicalModel, fit_lexical
 
-N_CLASSES = {"topic": 20, "sentiment": 3}
+N_CLASSES = {"topic": len(TOPIC_NAMES), "sentiment": len(SENTIMENT_NAMES)}
 
 
 def examples(seed: int, per_class: int = 8) -> list[Ex]:
@@ -48,7 +49,7 @@ def data():
 def fitted(data):
     train, val = data
     return fit_lexical(
-        train, val, {t: one_hot(val, t, shift=1) for t in N_CLASSES}, N_CLASSES,
+        train, val, {t: one_hot(val, t, shift=1) for t in N_CLASSES},
         c_grid=(1.0, 10.0),
     )
 
@@ -68,7 +69,7 @@ def test_a_wrong_encoder_gets_little_weight_and_the_mixture_learns_the_cues(data
 
 def test_a_perfect_encoder_keeps_all_the_weight(data):
     train, val = data
-    model, _ = fit_lexical(train, val, {"sentiment": one_hot(val, "sentiment")}, N_CLASSES,
+    model, _ = fit_lexical(train, val, {"sentiment": one_hot(val, "sentiment")},
                            c_grid=(1.0,))
     assert set(model.heads) == {"sentiment"}
     assert model.heads["sentiment"].model_weight == 1.0
@@ -111,7 +112,7 @@ def test_refit_keeps_c_and_weight_and_learns_new_labels(data, fitted):
     model, _ = fitted
     # Analysts say the sentiment cue "cues0" means positive (2), heavily weighted.
     relabelled = [Ex(f"cues0 new item {i}", "sentiment", 2, 5.0) for i in range(10)]
-    refitted = model.refit(list(train) + relabelled, N_CLASSES)
+    refitted = model.refit(list(train) + relabelled)
     for task in N_CLASSES:
         assert refitted.heads[task].c == model.heads[task].c
         assert refitted.heads[task].model_weight == model.heads[task].model_weight
@@ -122,7 +123,7 @@ def test_a_task_with_two_classes_in_training_still_scores_all_three():
     train = [Ex(f"up{i} gains rally", "sentiment", 2) for i in range(6)]
     train += [Ex(f"down{i} losses slump", "sentiment", 0) for i in range(6)]
     val = [Ex("gains rally", "sentiment", 2), Ex("losses slump", "sentiment", 0)]
-    model, _ = fit_lexical(train, val, {"sentiment": uniform(val, "sentiment")}, N_CLASSES,
+    model, _ = fit_lexical(train, val, {"sentiment": uniform(val, "sentiment")},
                            c_grid=(10.0,))
     probs = model.heads["sentiment"].probabilities(["gains rally", "losses slump"])
     assert probs.shape == (2, 3)

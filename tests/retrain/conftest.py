@@ -102,7 +102,7 @@ def _train_current(root: Path, data_dir: Path) -> None:
     # A TF-IDF model mixed in half and half, as the shipped default has one (with its
     # weight chosen on validation): retrains refit it and score the mixture.
     from models.calibration import softmax
-    from models.labels import TASKS, class_names
+    from models.labels import TASKS
     from models.lexical import fit_lexical
     from models.loading import compute_logits
 
@@ -110,8 +110,7 @@ def _train_current(root: Path, data_dir: Path) -> None:
     logits = compute_logits(model.eval(), tokenizer, [e.text for e in val],
                             max_length_tokens=32, device="cpu")
     probs = {t: softmax(logits[t][[i for i, e in enumerate(val) if e.task == t]]) for t in TASKS}
-    lexical, _ = fit_lexical(splits.train, val, probs, {t: len(class_names(t)) for t in TASKS},
-                             c_grid=(10.0,))
+    lexical, _ = fit_lexical(splits.train, val, probs, c_grid=(10.0,))
     for head in lexical.heads.values():
         head.model_weight = 0.5
     registry = Registry(root, base)
