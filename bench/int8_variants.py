@@ -1,0 +1,198 @@
+"""Ways to run the encoder in int8 on CPU, against the shipped bf16 and fp32 modes, one run.
+
+    python bench/int8_variants.py            # 1,500 held-out headlines
+    python bench/int8_variants.py --n 400    # quicker
+
+Why: the engine's int8 mode (``torch.ao`` dynamic quantisation: weights per
+output channel, activations per tensor) is its fastest CPU mode but changes
+about 5% of the labels against fp32, so ``auto`` serves bf16. This measures
+what finer activation scales buy, on the same merged encoder and headlines
+(encoder only, no TF-IDF mixture: this is about the network):
+
+- ``torch.ao per-tensor activations``: the engine's ``int8`` mode;
+- ``per-row activations, eager``: weights per output channel, each token's
+  activations with their own scale, ``torch._int_mm`` for the product;
+- ``per-row activations, torch.compile``: the same, compiled (dynamic shapes),
+  so the quantise/dequantise steps fuse;
+- ``torchao Int8DynamicActivationInt8Weight``: torchao's equivalent, when the
+  ``torchao`` package is installed (it is not a finsentry dependency:
+  ``pip install torchao`` to include this row).
+
+Agreement is the share of identical labels against fp32. Writes
+bench/results/int8_variants.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from classifier import code_version, hardware, load_headlines  # noqa: E402
+
+log = logging.getLogger("bench.int8_variants")
+
+
+def row_int8_linear_class():
+    """An int8 Linear with per-output-channel weight scales and per-row activation scales."""
+    import torch
+    from torch import nn
+
+    class RowScaledInt8Linear(nn.Module):
+        def __init__(self, linear: nn.Linear) -> None:
+            super().__init__()
+            weight = linear.weight.detach().float()
+            scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127
+            self.register_buffer(
+                "weight_t", torch.round(weight / scale[:, None]).to(torch.int8).t().contiguous()
+            )
+            self.register_buffer("weight_scale", scale)
+            self.register_buffer(
+                "bias", None if linear.bias is None else linear.bias.detach().float()
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = x.reshape(-1, x.shape[-1])
+            scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+            product = torch._int_mm(torch.round(rows / scale).to(torch.int8), self.weight_t)
+            out = product.float() * scale * self.weight_scale
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*x.shape[:-1], -1)
+
+    return RowScaledInt8Linear
+
+
+def encoder_linears(model) -> list[str]:
+    from torch import nn
+
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and "head" not in n]
+
+
+def swap_row_int8(model):
+    cls = row_int8_linear_class()
+    for name in encoder_linears(model):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, cls(getattr(parent, child)))
+    return model
+
+
+def torchao_int8(model):
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    targets = set(encoder_linears(model))
+    quantize_(
+        model, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda _m, fqn: fqn in targets
+    )
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1500, help="headlines (default 1,500)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (best)")
+    parser.add_argument("--out", type=Path, default=None, help="result file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
+
+    import numpy as np
+    import torch
+
+    from models.data import normalise_text
+    from models.inference import EngineOptions, InferenceEngine, merge_lora
+    from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
+    from models.loading import load_entry
+    from models.registry import Registry
+    from pipeline.settings import ModelSettings
+
+    registry = Registry.from_settings(ModelSettings())
+    entry = registry.current()
+    loaded = load_entry(entry, "cpu", base_model_dir=registry.base_model_dir)
+    merged = merge_lora(copy.deepcopy(loaded.model)).eval()
+    texts = load_headlines(args.n)
+
+    def engine(model, precision: str) -> InferenceEngine:
+        return InferenceEngine(
+            model,
+            loaded.tokenizer,
+            version=entry.version,
+            topic_names=TOPIC_NAMES,
+            sentiment_names=SENTIMENT_NAMES,
+            temperatures=loaded.temperatures,
+            options=EngineOptions(
+                device="cpu", precision=precision, max_tokens=loaded.max_length_tokens
+            ),
+            normalise=normalise_text,
+        )
+
+    def compiled_row_int8():
+        return torch.compile(swap_row_int8(copy.deepcopy(merged)), dynamic=True)
+
+    variants = {
+        "fp32": lambda: engine(copy.deepcopy(merged), "fp32"),
+        "bf16 (auto on this CPU)": lambda: engine(copy.deepcopy(merged), "bf16"),
+        "torch.ao per-tensor activations (engine int8)": lambda: engine(
+            copy.deepcopy(merged), "int8"
+        ),
+        "per-row activations, eager": lambda: engine(swap_row_int8(copy.deepcopy(merged)), "fp32"),
+        "per-row activations, torch.compile": lambda: engine(compiled_row_int8(), "fp32"),
+    }
+    try:
+        import torchao
+
+        variants[f"torchao {torchao.__version__} Int8DynamicActivationInt8Weight"] = (
+            lambda: engine(torchao_int8(copy.deepcopy(merged)), "fp32")
+        )
+    except ImportError:
+        torchao = None
+        log.info("torchao not installed: its row is skipped (pip install torchao to include it)")
+
+    results: dict[str, dict] = {}
+    reference = None
+    for name, build in variants.items():
+        started = time.perf_counter()
+        eng = build()
+        eng.probabilities(texts[:64])  # warm-up; compiles where compiled
+        ready_s = time.perf_counter() - started
+        best = 0.0
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            topic, sentiment = eng.probabilities(texts)
+            best = max(best, len(texts) / (time.perf_counter() - started))
+        labels = (topic.argmax(1), sentiment.argmax(1))
+        reference = reference or labels
+        results[name] = {
+            "items_per_s": round(best, 1),
+            "ready_s": round(ready_s, 1),
+            "topic_agreement_with_fp32": round(float(np.mean(labels[0] == reference[0])), 4),
+            "sentiment_agreement_with_fp32": round(float(np.mean(labels[1] == reference[1])), 4),
+        }
+        log.info("%s: %s", name, results[name])
+    report = {
+        "benchmark": "int8_variants",
+        "model_version": entry.version,
+        "headlines": len(texts),
+        "lexical_mixed": False,
+        "variants": results,
+        "torchao": None if torchao is None else torchao.__version__,
+        "hardware": hardware(),
+        "code_version": code_version(),
+    }
+    out = args.out or REPO / "bench" / "results" / "int8_variants.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
