@@ -206,9 +206,17 @@ class ClassifierService:
             if self._stop.wait(min(pause, max(0.0, tolerance - elapsed))):
                 continue  # raises above with "stop requested" unless everything landed
             pause = min(pause * 2, MAX_RETRY_PAUSE_SECONDS)
-            for i in waiting:
-                if futures[i] is None or futures[i].failed():
-                    futures[i] = _send(producer, messages[i])  # given up on: send again
+            given_up = [i for i in waiting if futures[i] is None or futures[i].failed()]
+            if given_up:
+                # kafka-python expires a record after its delivery_timeout_ms (120 s) or
+                # never queued it (no metadata within max_block_ms): send those again.
+                log.warning(
+                    "sending %d output records again that the Kafka client gave up on (%s)",
+                    len(given_up),
+                    problem,
+                )
+                for i in given_up:
+                    futures[i] = _send(producer, messages[i])
 
     def _maybe_switch_model(self) -> None:
         if self.watcher is None:

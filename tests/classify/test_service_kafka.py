@@ -7,6 +7,7 @@ and hot reload; ``finsentry classify`` as a subprocess checks kill -9 and SIGTER
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -433,6 +434,58 @@ def test_the_service_waits_for_kafka_and_rides_out_a_broker_outage(
             sorted(set(ids) - set(scored))[:10], log_path.read_text()[-3000:])
         assert process.poll() is None, log_path.read_text()[-3000:]
         _sigterm_drains_and_commits(process, log_path, kafka, group)
+
+
+def test_output_the_kafka_client_gave_up_on_is_sent_again(
+    stopped_private_broker, tiny_registry, unique, caplog
+):
+    """Output records kafka-python expired while the broker was away (its
+    delivery_timeout_ms: 120 s by default, 3 s here) are sent again, and the batch is
+    delivered once the broker is back, within the outage tolerance."""
+    from pipeline.kafka_io import ensure_topics
+    from tests.fixtures.brokers import client_settings, start_and_wait
+
+    broker = stopped_private_broker
+    kafka = client_settings(broker, f"expired.{unique}")
+    start_and_wait(broker)
+    ensure_topics(kafka)
+    producer = make_producer(
+        kafka, request_timeout_ms=2000, delivery_timeout_ms=3000, max_block_ms=2000
+    )
+    producer.send(kafka.topic_scored, key=b"warm", value=b"warm").get(timeout=30)  # metadata
+    service = ClassifierService(
+        _engine(tiny_registry),
+        kafka=kafka,
+        settings=_settings(f"expired-{unique}", produce_timeout_seconds=1,
+                           broker_outage_tolerance_seconds=180),
+        metrics=ClassifierMetrics(CollectorRegistry()),
+    )
+    messages = [(kafka.topic_scored, f"e-{i}".encode(), f"e-{i}".encode()) for i in range(20)]
+    outcome: list[BaseException | None] = []
+
+    def deliver() -> None:
+        try:
+            service._deliver(producer, messages)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            outcome.append(exc)
+
+    broker.process.stop(timeout_seconds=60)
+    with caplog.at_level(logging.WARNING, logger="pipeline.classify.service"):
+        delivering = threading.Thread(target=deliver, daemon=True)
+        delivering.start()
+        deadline = time.monotonic() + 60
+        while "gave up on" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "sending 20 output records again that the Kafka client gave up on" in (
+            caplog.text), caplog.text[-3000:]
+        assert not outcome, "delivered with the broker stopped"
+        start_and_wait(broker)
+        delivering.join(120)
+    producer.close(timeout=10)
+    assert outcome == [None], outcome
+    delivered = {r.key for r in _read(kafka, kafka.topic_scored, len(messages) + 1, 60)}
+    assert {key for _, key, _ in messages} <= delivered
 
 
 def test_the_bad_record_corpus_through_the_running_classifier(
