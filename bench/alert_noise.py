@@ -159,9 +159,13 @@ def fired(evaluations: list[tuple[float, float, int]], sigma: float) -> float | 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "alert_noise.json")
+    parser.add_argument("--quick", action="store_true", help="4 seeds instead of 20")
+    parser.add_argument("--seeds", type=int, default=None, help="replayed streams (default 20)")
+    parser.add_argument("--out", type=Path, default=None, help="result file")
     args = parser.parse_args()
+    args.seeds = args.seeds or (4 if args.quick else 20)
+    args.out = args.out or REPO / "bench" / "results" / (
+        "alert_noise.quick.json" if args.quick else "alert_noise.json")
 
     from models.inference import engine_from_registry
     from models.registry import Registry

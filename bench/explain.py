@@ -30,10 +30,14 @@ from classifier import code_version, hardware, load_headlines  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="Headlines to explain.")
+    parser.add_argument("--quick", action="store_true", help="40 headlines instead of 200")
+    parser.add_argument("--n", type=int, default=None, help="Headlines to explain (default 200).")
     parser.add_argument("--precision", default="auto", help="Engine precision (auto, fp32, ...).")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "explain.json")
+    parser.add_argument("--out", type=Path, default=None, help="Result file.")
     args = parser.parse_args()
+    args.n = args.n or (40 if args.quick else 200)
+    args.out = args.out or REPO / "bench" / "results" / (
+        "explain.quick.json" if args.quick else "explain.json")
 
     from models.explain import explain_texts, split_words
     from models.inference import EngineOptions, engine_from_registry

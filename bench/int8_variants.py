@@ -1,7 +1,7 @@
 """Ways to run the encoder in int8 on CPU, against the shipped bf16 and fp32 modes, one run.
 
     python bench/int8_variants.py            # 1,500 held-out headlines
-    python bench/int8_variants.py --n 400    # quicker
+    python bench/int8_variants.py --quick    # 300 headlines, one repeat (make bench)
 
 Why: the engine's int8 mode (``torch.ao`` dynamic quantisation: weights per
 output channel, activations per tensor) is its fastest CPU mode but changes
@@ -98,8 +98,9 @@ def torchao_int8(model):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1500, help="headlines (default 1,500)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (best)")
+    parser.add_argument("--quick", action="store_true", help="300 headlines, one repeat")
+    parser.add_argument("--n", type=int, default=None, help="headlines (default 1,500)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per variant (best)")
     parser.add_argument("--out", type=Path, default=None, help="result file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -119,7 +120,8 @@ def main() -> None:
     entry = registry.current()
     loaded = load_entry(entry, "cpu", base_model_dir=registry.base_model_dir)
     merged = merge_lora(copy.deepcopy(loaded.model)).eval()
-    texts = load_headlines(args.n)
+    texts = load_headlines(args.n or (300 if args.quick else 1500))
+    repeats = args.repeats or (1 if args.quick else 3)
 
     def engine(model, precision: str) -> InferenceEngine:
         return InferenceEngine(
@@ -165,7 +167,7 @@ def main() -> None:
         eng.probabilities(texts[:64])  # warm-up; compiles where compiled
         ready_s = time.perf_counter() - started
         best = 0.0
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             started = time.perf_counter()
             topic, sentiment = eng.probabilities(texts)
             best = max(best, len(texts) / (time.perf_counter() - started))
@@ -181,6 +183,7 @@ def main() -> None:
     report = {
         "benchmark": "int8_variants",
         "model_version": entry.version,
+        "quick": args.quick,
         "headlines": len(texts),
         "lexical_mixed": False,
         "variants": results,
@@ -188,7 +191,9 @@ def main() -> None:
         "hardware": hardware(),
         "code_version": code_version(),
     }
-    out = args.out or REPO / "bench" / "results" / "int8_variants.json"
+    out = args.out or REPO / "bench" / "results" / (
+        "int8_variants.quick.json" if args.quick else "int8_variants.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
