@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo up down status lint bench chaos clean
+.PHONY: help setup test demo up down status lint bench chaos teacher clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,6 +50,13 @@ bench: setup ## Run every benchmark in quick mode; results go to bench/results/
 chaos: setup ## Fault-injection suite on 10,000 articles (kills, broker restart); writes bench/results/chaos.json
 	FINSENTRY_CHAOS_ARTICLES=10000 FINSENTRY_CHAOS_RESULT=bench/results/chaos.json \
 		$(BIN)/pytest tests/chaos -s -p no:cacheprovider --timeout 3600 $(PYTEST_ARGS)
+
+teacher: setup ## Train the all-mpnet-base-v2 teacher (about 45 min on 2 cores) and write its soft labels for distillation
+	$(BIN)/pip install --quiet -e '.[teacher]'
+	FINSENTRY_MODEL_REGISTRY_DIR=models/teacher-registry \
+		$(BIN)/finsentry train --config models/configs/teacher_mpnet.yaml --no-promote
+	$(BIN)/finsentry models teacher-labels --registry models/teacher-registry \
+		--out models/data/teacher_soft_labels.npz
 
 clean: down ## Stop the stack and remove the venv (caches outside the repo stay)
 	rm -rf $(VENV)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from models.labels import IGNORE_INDEX
@@ -19,11 +20,14 @@ from models.labels import IGNORE_INDEX
 
 @dataclass(frozen=True)
 class Encoded:
-    """Tokenised examples: ``input_ids`` (unpadded lists), per-task head labels."""
+    """Tokenised examples: ``input_ids`` (unpadded lists), per-task head labels and,
+    when distilling, the teacher's probabilities on both heads (models/distill.py)."""
 
     input_ids: list[list[int]]
     topic: list[int]
     sentiment: list[int]
+    teacher_topic: np.ndarray | None = None  # (n, 20)
+    teacher_sentiment: np.ndarray | None = None  # (n, 3)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -70,9 +74,13 @@ def collate(data: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.T
         seq = data.input_ids[i]
         ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[row, : len(seq)] = 1
-    return {
+    batch = {
         "input_ids": ids,
         "attention_mask": mask,
         "topic": torch.tensor([data.topic[i] for i in indices], dtype=torch.long),
         "sentiment": torch.tensor([data.sentiment[i] for i in indices], dtype=torch.long),
     }
+    if data.teacher_topic is not None and data.teacher_sentiment is not None:
+        batch["teacher_topic"] = torch.from_numpy(data.teacher_topic[indices])
+        batch["teacher_sentiment"] = torch.from_numpy(data.teacher_sentiment[indices])
+    return batch

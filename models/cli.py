@@ -65,14 +65,19 @@ def train_command(
     ),
 ) -> None:
     """Train a model on models/data and add it to the registry (promoted by default)."""
+    from models.base import BaseModelError
     from models.config import ConfigError, TrainConfig
+    from models.distill import DistillationError
     from models.train import train
 
     try:
         cfg = TrainConfig.from_file(config)
     except ConfigError as exc:
         _fail(str(exc), 2)
-    entry = train(cfg, _settings(), promote=promote, progress=True)
+    try:
+        entry = train(cfg, _settings(), promote=promote, progress=True)
+    except (BaseModelError, DistillationError) as exc:
+        _fail(str(exc), 2)
     heldout = entry.metrics["heldout"]
     typer.echo(
         f"added {entry.version}{' (current)' if promote else ''} in "
@@ -139,6 +144,33 @@ def evaluate_command(
                 f"  {name:28s} P={c['precision']:.3f} R={c['recall']:.3f} "
                 f"F1={c['f1']:.3f} n={c['support']}"
             )
+
+
+@models_app.command("teacher-labels")
+def teacher_labels_command(
+    registry_dir: Path = typer.Option(  # noqa: B008
+        ..., "--registry", help="The teacher's registry (its own, not the served one)."
+    ),
+    version: str | None = typer.Option(None, "--version", help="Teacher entry (default: newest)."),
+    out: Path = typer.Option(  # noqa: B008
+        Path("models/data/teacher_soft_labels.npz"), "--out", help="Soft-label file to write."
+    ),
+) -> None:
+    """Score the teacher's training split with the teacher: soft labels for distillation.
+
+    A student config then names the file in ``distillation: {labels: FILE}``
+    (docs/model.md, "Distillation").
+    """
+    from models.base import BaseModelError
+    from models.distill import DistillationError, teacher_soft_labels, write_soft_labels
+    from models.registry import RegistryError
+
+    try:
+        texts, topic, sentiment, meta = teacher_soft_labels(registry_dir, version)
+        write_soft_labels(out, texts, topic, sentiment, meta)
+    except (BaseModelError, RegistryError, DistillationError) as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {out}: {len(texts)} texts scored by {meta['teacher_version']}")
 
 
 @models_app.command("list")

@@ -62,6 +62,36 @@ class AdapterConfig:
         return data
 
 
+#: Relative paths in configs (``distillation.labels``) are read from the repository root.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """Learn from a teacher's soft labels as well as the gold labels (models/distill.py).
+
+    The loss is ``(1 - weight) * gold + weight * T^2 * KL(teacher_T || student_T)``
+    summed over both heads, for every training text.
+    """
+
+    labels: str  # soft-label file (finsentry models teacher-labels); relative: repo root
+    weight: float = 0.5
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise ConfigError("distillation.labels: must name a soft-label file")
+        if not 0 < self.weight <= 1:
+            raise ConfigError(f"distillation.weight={self.weight!r} must be in (0, 1]")
+        if not self.temperature > 0:
+            raise ConfigError(f"distillation.temperature={self.temperature!r} must be > 0")
+
+    @property
+    def labels_path(self) -> Path:
+        path = Path(self.labels)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Durations in seconds or steps, fractions in [0, 1)."""
@@ -95,10 +125,22 @@ class TrainConfig:
     #: Fit a TF-IDF + logistic-regression model after training and mix its
     #: probabilities with the encoder's (models/lexical.py; weight chosen on validation).
     lexical_mixture: bool = False
+    #: On CPU, run the forward pass under bf16 autocast where the CPU has native bf16
+    #: (avx512_bf16/AMX; elsewhere it is emulated and slower, so fp32 stays). CUDA
+    #: always trains under bf16 autocast.
+    cpu_bf16_autocast: bool = False
+    #: Soft labels of a larger teacher to learn from as well (None: gold labels only).
+    distillation: DistillationConfig | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, dict):
             object.__setattr__(self, "adapter", AdapterConfig(**self.adapter))
+        if isinstance(self.distillation, dict):
+            try:
+                distillation = DistillationConfig(**self.distillation)
+            except TypeError as exc:
+                raise ConfigError(f"train config: distillation: {exc}") from exc
+            object.__setattr__(self, "distillation", distillation)
         checks = [
             ("max_length_tokens", 8 <= self.max_length_tokens <= 4096, "in 8..4096"),
             ("head_dropout", 0 <= self.head_dropout < 1, "in [0, 1)"),

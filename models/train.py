@@ -14,6 +14,7 @@ run resume where it stopped with the same config; it is removed on success.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -24,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.base import resolve_base_model_dir
 from models.batching import collate, encode, epoch_batches
 from models.config import TrainConfig
 from models.data import DATA_DIR, make_splits, write_heldout
+from models.distill import distillation_loss, read_soft_labels
 from models.evaluate import classification_metrics
 from models.labels import TASKS, num_classes
 from models.loading import compute_logits, resolve_device
@@ -61,6 +64,19 @@ def _class_weights(labels: list[int], n: int, mode: str) -> torch.Tensor | None:
 
 def _trainable_state(model: MultiTaskClassifier) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def _autocast(config: TrainConfig, device: str):
+    """bf16 autocast on CUDA; on CPU only when configured and native (see TrainConfig)."""
+    from models.inference import cpu_has_native_bf16
+
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if config.cpu_bf16_autocast:
+        if cpu_has_native_bf16():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        log.warning("train: cpu_bf16_autocast ignored, this CPU has no native bf16: fp32")
+    return nullcontext()
 
 
 def validate(model, tokenizer, val, config: TrainConfig, device: str) -> tuple[float, dict]:
@@ -122,9 +138,7 @@ def train(
     from pipeline.settings import ModelSettings
 
     settings = settings or ModelSettings()
-    base_dir = (
-        Path(config.base_model_dir) if config.base_model_dir else settings.resolved_base_model_dir()
-    )
+    base_dir = resolve_base_model_dir(config.base_model_dir, settings.resolved_base_model_dir())
     registry = registry or Registry(settings.registry_dir, base_dir)
     device = resolve_device(settings.device)
     if config.torch_threads:
@@ -143,6 +157,19 @@ def train(
     log.info("train: data %s", splits.stats)
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
     data = encode(splits.train, tokenizer, config.max_length_tokens)
+    if config.distillation is not None:
+        teacher_topic, teacher_sentiment = read_soft_labels(
+            config.distillation.labels_path
+        ).aligned([e.text for e in splits.train])
+        data = dataclasses.replace(
+            data, teacher_topic=teacher_topic, teacher_sentiment=teacher_sentiment
+        )
+        log.info(
+            "train: distilling from %s (weight %.2f, temperature %.1f)",
+            config.distillation.labels_path,
+            config.distillation.weight,
+            config.distillation.temperature,
+        )
     lengths = [len(x) for x in data.input_ids]
 
     model = MultiTaskClassifier.build(
@@ -223,9 +250,7 @@ def train(
         )
         tmp.replace(ckpt_path)
 
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
-    )
+    autocast = _autocast(config, device)
     bar = _progress(progress)
     stop = False
     with bar or nullcontext():
@@ -256,6 +281,15 @@ def train(
                     topic_weight=config.topic_loss_weight,
                     sentiment_weight=config.sentiment_loss_weight,
                 )
+                if config.distillation is not None:
+                    soft = distillation_loss(
+                        out,
+                        batch["teacher_topic"].to(device),
+                        batch["teacher_sentiment"].to(device),
+                        config.distillation.temperature,
+                    )
+                    weight = config.distillation.weight
+                    loss = (1 - weight) * loss + weight * soft
                 if not torch.isfinite(loss):
                     raise TrainingError(f"train: loss is {float(loss)} at epoch {epoch} batch {b}")
                 (loss / config.grad_accumulation_steps).backward()
