@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from models import cli
-from models.config import AdapterConfig, ConfigError, DistillationConfig, TrainConfig
+from models.config import ConfigError, DistillationConfig, TrainConfig
 from models.distill import (
     DistillationError,
     distillation_loss,
@@ -20,7 +20,7 @@ from models.distill import (
 from models.registry import Registry
 from models.testing import tiny_base_dir, tiny_settings
 from models.train import train
-from tests.models.test_train import _data
+from tests.models.test_train import tiny_config
 
 
 def _probs(n: int, classes: int, seed: int) -> np.ndarray:
@@ -76,28 +76,12 @@ def test_distillation_config_is_validated():
         TrainConfig(distillation={"labels": "soft.npz", "alpha": 0.5})
 
 
-def _config(tiny_root, tmp_path, **overrides) -> TrainConfig:
-    values = dict(
-        base_model_dir=str(tiny_base_dir(tiny_root)),
-        data_dir=str(tmp_path / "data"),
-        max_length_tokens=16,
-        adapter=AdapterConfig(rank=4, alpha=8, target_modules=["query", "value"]),
-        epochs=1,
-        batch_size=16,
-        torch_threads=1,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
 def test_teacher_labels_then_a_distilled_student(tiny_root, tmp_path, monkeypatch, caplog):
     """A teacher trained into its own registry scores its training split (the CLI writes
     the file); a student learns from it; a student on another split is refused."""
-    _data(tmp_path)
     teacher_root = tmp_path / "teacher-registry"
     teacher = train(
-        _config(tiny_root, tmp_path),
+        tiny_config(tiny_root, tmp_path),
         tiny_settings(tiny_root, registry_dir=teacher_root),
         promote=False,
         progress=False,
@@ -120,7 +104,7 @@ def test_teacher_labels_then_a_distilled_student(tiny_root, tmp_path, monkeypatc
     distill = {"labels": str(soft), "weight": 0.5, "temperature": 2.0}
     with caplog.at_level(logging.INFO, logger="models.train"):
         student = train(
-            _config(tiny_root, tmp_path, distillation=distill, cpu_bf16_autocast=True),
+            tiny_config(tiny_root, tmp_path, distillation=distill, cpu_bf16_autocast=True),
             tiny_settings(tiny_root),
             progress=False,
         )
@@ -130,7 +114,7 @@ def test_teacher_labels_then_a_distilled_student(tiny_root, tmp_path, monkeypatc
 
     with pytest.raises(DistillationError, match="not in the file"):
         train(
-            _config(tiny_root, tmp_path, distillation=distill, seed=99),
+            tiny_config(tiny_root, tmp_path, distillation=distill, seed=99),
             tiny_settings(tiny_root),
             progress=False,
         )

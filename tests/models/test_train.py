@@ -28,19 +28,32 @@ def _data(tmp_path):
     return data
 
 
-def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
-    config = TrainConfig(
+def tiny_config(tiny_root, tmp_path, **overrides) -> TrainConfig:
+    """One quick epoch on the tiny encoder and ``_data(tmp_path)`` (written if missing)."""
+    if not (tmp_path / "data").is_dir():
+        _data(tmp_path)
+    values = dict(
         base_model_dir=str(tiny_base_dir(tiny_root)),
-        data_dir=str(_data(tmp_path)),
+        data_dir=str(tmp_path / "data"),
         max_length_tokens=16,
         adapter=AdapterConfig(rank=4, alpha=8, target_modules=["query", "value"]),
-        epochs=2,
+        epochs=1,
         batch_size=16,
+        torch_threads=1,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
+    config = tiny_config(
+        tiny_root,
+        tmp_path,
+        epochs=2,
         evals_per_epoch=2,
         class_weighting="inverse_sqrt",
         label_smoothing=0.05,
-        torch_threads=1,
-        checkpoint_dir=str(tmp_path / "ckpt"),
         lexical_mixture=True,
     )
     entry = train(config, tiny_settings(tiny_root), progress=False)
@@ -66,16 +79,7 @@ def test_train_writes_a_complete_promoted_entry(tiny_root, tmp_path):
 def test_interrupted_run_resumes_from_its_checkpoint(tiny_root, tmp_path, monkeypatch, caplog):
     import models.train as train_module
 
-    config = TrainConfig(
-        base_model_dir=str(tiny_base_dir(tiny_root)),
-        data_dir=str(_data(tmp_path)),
-        max_length_tokens=16,
-        adapter=AdapterConfig(rank=4, alpha=8, target_modules=["query", "value"]),
-        epochs=1,
-        batch_size=16,
-        torch_threads=1,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-    )
+    config = tiny_config(tiny_root, tmp_path)
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
