@@ -10,6 +10,7 @@ otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
@@ -124,6 +125,7 @@ def publish(
                 "snapshot_hash": splits.snapshot_hash,
                 "label_counts": splits.label_counts(),
                 "stats": splits.stats,
+                **({"teacher": _teacher(config)} if config.distillation else {}),
             },
             parent=registry.current_version(),
             report_dir=Path(tmp),
@@ -133,3 +135,19 @@ def publish(
     if promote:
         registry.promote(entry.version)
     return entry
+
+
+def _teacher(config: TrainConfig) -> dict:
+    """Where a distilled model's soft labels came from: the file's hash and its teacher."""
+    from models.distill import read_soft_labels
+
+    path = config.distillation.labels_path
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta = read_soft_labels(path).meta
+    return {
+        "soft_labels": config.distillation.labels,
+        "soft_labels_sha256": digest,
+        "teacher_version": meta.get("teacher_version"),
+        "teacher_base_model": meta.get("teacher_base_model"),
+        "teacher_heldout": meta.get("teacher_heldout"),
+    }

@@ -111,6 +111,7 @@ def test_teacher_labels_then_a_distilled_student(tiny_root, tmp_path, monkeypatc
     assert "distilling from" in caplog.text
     assert Registry(tiny_root, tiny_base_dir(tiny_root)).current_version() == student.version
     assert student.config["distillation"]["labels"] == str(soft)
+    assert student.manifest["data"]["teacher"]["teacher_version"] == teacher.version
 
     with pytest.raises(DistillationError, match="not in the file"):
         train(
