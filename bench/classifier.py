@@ -139,6 +139,26 @@ def hf_pipeline(model, tokenizer):
         hf_logging.set_verbosity(previous)
 
 
+def engine_for(loaded, model, *, lexical: bool = True, **options):
+    """An InferenceEngine serving ``model`` (a copy of ``loaded.model``, maybe altered) as
+    the registry entry ``loaded`` would be served; ``options`` go to EngineOptions."""
+    from models.data import normalise_text
+    from models.inference import EngineOptions, InferenceEngine
+    from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
+
+    return InferenceEngine(
+        model,
+        loaded.tokenizer,
+        version=loaded.version,
+        topic_names=TOPIC_NAMES,
+        sentiment_names=SENTIMENT_NAMES,
+        temperatures=loaded.temperatures,
+        options=EngineOptions(max_tokens=loaded.max_length_tokens, **options),
+        normalise=normalise_text,
+        lexical=loaded.lexical if lexical else None,
+    )
+
+
 def timed(fn, texts) -> tuple[float, float, object]:
     """(items per wall second, items per CPU second of this process, result)."""
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -183,11 +203,9 @@ def main() -> None:
     from models.data import normalise_text
     from models.inference import (
         CUDA_PRECISIONS,
-        EngineOptions,
-        InferenceEngine,
         cpu_has_native_bf16,
     )
-    from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
+    from models.labels import SENTIMENT_NAMES
     from models.loading import load_entry
     from models.registry import Registry
     from pipeline.settings import ModelSettings
@@ -236,22 +254,13 @@ def main() -> None:
     engines = {}
     for device, precision in modes:
         batch = args.batch_size or (None if device == "cpu" else 512)
-        engines[f"{device}/{precision}"] = InferenceEngine(
+        engines[f"{device}/{precision}"] = engine_for(
+            loaded,
             copy.deepcopy(loaded.model),
-            loaded.tokenizer,
-            version=entry.version,
-            topic_names=TOPIC_NAMES,
-            sentiment_names=SENTIMENT_NAMES,
-            temperatures=loaded.temperatures,
-            options=EngineOptions(
-                device=device,
-                precision=precision,
-                batch_size=batch,
-                max_tokens=loaded.max_length_tokens,
-                num_threads=args.threads,
-            ),
-            normalise=normalise_text,
-            lexical=loaded.lexical,
+            device=device,
+            precision=precision,
+            batch_size=batch,
+            num_threads=args.threads,
         )
     for engine in engines.values():
         engine.predict(texts[:128])  # warm-up (allocator, oneDNN primitives, CUDA context)

@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from classifier import code_version, hardware, load_headlines  # noqa: E402
+from classifier import code_version, engine_for, hardware, load_headlines  # noqa: E402
 
 log = logging.getLogger("bench.int8_variants")
 
@@ -109,9 +109,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from models.data import normalise_text
-    from models.inference import EngineOptions, InferenceEngine, merge_lora
-    from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
+    from models.inference import merge_lora
     from models.loading import load_entry
     from models.registry import Registry
     from pipeline.settings import ModelSettings
@@ -123,19 +121,8 @@ def main() -> None:
     texts = load_headlines(args.n or (300 if args.quick else 1500))
     repeats = args.repeats or (1 if args.quick else 3)
 
-    def engine(model, precision: str) -> InferenceEngine:
-        return InferenceEngine(
-            model,
-            loaded.tokenizer,
-            version=entry.version,
-            topic_names=TOPIC_NAMES,
-            sentiment_names=SENTIMENT_NAMES,
-            temperatures=loaded.temperatures,
-            options=EngineOptions(
-                device="cpu", precision=precision, max_tokens=loaded.max_length_tokens
-            ),
-            normalise=normalise_text,
-        )
+    def engine(model, precision: str):
+        return engine_for(loaded, model, lexical=False, device="cpu", precision=precision)
 
     def compiled_row_int8():
         return torch.compile(swap_row_int8(copy.deepcopy(merged)), dynamic=True)
