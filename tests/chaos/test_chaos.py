@@ -76,6 +76,8 @@ def test_pipeline_survives_kills_and_a_broker_restart_losing_nothing(stack, uniq
     scored = [a for a in pipe.progress.readers["scored"].records if a.id not in sentinels]
     dead = [d for d in pipe.progress.readers["dlq"].records if d.key not in sentinels]
     scored_ids = {a.id for a in scored}
+    copies = Counter(a.id for a in scored)
+    late = [r for r in pipe.progress.readers["late"].records if r.id not in sentinels]
     dead_ids = {d.key for d in dead}
     tumbling, duplicate_windows = all_windows(pipe)
     result = {
@@ -96,6 +98,7 @@ def test_pipeline_survives_kills_and_a_broker_restart_losing_nothing(stack, uniq
         "duplicates_absorbed": len(scored) - len(scored_ids),
         "missing": len(set(ids) - scored_ids - dead_ids),
         "late_records": counts["late"],
+        "late_records_that_are_second_copies": sum(copies[r.id] >= 2 for r in late),
         "all_window_articles": sum(w.articles for w in tumbling),
         "all_windows": len(tumbling),
         "duplicate_window_records": duplicate_windows,
@@ -115,7 +118,13 @@ def test_pipeline_survives_kills_and_a_broker_restart_losing_nothing(stack, uniq
     )
     assert result["missing"] == 0, sorted(set(ids) - scored_ids - dead_ids)[:20]
     assert all(d.reason and d.error for d in dead)
-    assert result["late_records"] == 0
+    # A late record is harmless only as a second copy of an article a window already
+    # counted: a classifier killed while its commits failed (a rebalance, a broker
+    # restart) re-scores what it had not committed, after the watermark passed it.
+    # Every late id must have been scored more than once; the window count below then
+    # shows that another copy of each was counted on time.
+    late_only = sorted(r.id for r in late if copies[r.id] < 2)
+    assert not late_only, late_only[:20]
     assert duplicate_windows == 0
     # Every article sits in a closed window (the sentinels closed the last one), so the
     # `all` tumbling windows must count each distinct scored id exactly once.
