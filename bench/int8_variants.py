@@ -18,6 +18,11 @@ what finer activation scales buy, on the same merged encoder and headlines
   ``torchao`` package is installed (it is not a finsentry dependency:
   ``pip install torchao`` to include this row).
 
+``second_look`` answers one more question: how fast would int8 be with bf16
+scoring again the texts int8 is unsure of (top two probabilities closer than a
+margin on either head), and how often would it then agree with fp32? It is
+computed from the rows above (labels of both stages, their measured rates).
+
 Agreement is the share of identical labels against fp32. Writes
 bench/results/int8_variants.json and prints it.
 """
@@ -96,6 +101,45 @@ def torchao_int8(model):
     return model
 
 
+#: Top-two probability gaps under which a text would be scored again in bf16.
+SECOND_LOOK_MARGINS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def second_look_sweep(first, exact, reference, results, first_name, exact_name) -> list[dict]:
+    """What a cascade would give: ``first`` (int8) for every text, ``exact`` (bf16) again
+    for those whose top-two gap under ``first`` is below a margin on either head.
+
+    Agreement is computed from both stages' labels on the same headlines; the rate is
+    estimated from the two stages' measured rates, ``1 / (1/r_first + share/r_exact)``
+    (an upper bound: it leaves out the cost of picking and re-batching the texts).
+    """
+    import numpy as np
+
+    def gap(probs):
+        ordered = np.sort(probs, axis=1)
+        return ordered[:, -1] - ordered[:, -2]
+
+    smallest = np.minimum(gap(first[0]), gap(first[1]))
+    r_first, r_exact = results[first_name]["items_per_s"], results[exact_name]["items_per_s"]
+    rows = []
+    for margin in SECOND_LOOK_MARGINS:
+        again = smallest < margin
+        agreement = [
+            float(np.mean(np.where(again, e.argmax(1), f.argmax(1)) == ref))
+            for f, e, ref in zip(first, exact, reference, strict=True)
+        ]
+        share = float(again.mean())
+        rows.append({
+            "margin": margin,
+            "scored_again": round(share, 4),
+            "topic_agreement_with_fp32": round(agreement[0], 4),
+            "sentiment_agreement_with_fp32": round(agreement[1], 4),
+            "estimated_items_per_s": round(1 / (1 / r_first + share / r_exact), 1),
+        })
+        log.info("second look after %s, margin %.2f: %s", first_name, margin, rows[-1])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="300 headlines, one repeat")
@@ -147,6 +191,7 @@ def main() -> None:
         log.info("torchao not installed: its row is skipped (pip install torchao to include it)")
 
     results: dict[str, dict] = {}
+    outputs: dict[str, tuple] = {}
     reference = None
     for name, build in variants.items():
         started = time.perf_counter()
@@ -158,6 +203,7 @@ def main() -> None:
             started = time.perf_counter()
             topic, sentiment = eng.probabilities(texts)
             best = max(best, len(texts) / (time.perf_counter() - started))
+        outputs[name] = (topic, sentiment)
         labels = (topic.argmax(1), sentiment.argmax(1))
         reference = reference or labels
         results[name] = {
@@ -167,6 +213,15 @@ def main() -> None:
             "sentiment_agreement_with_fp32": round(float(np.mean(labels[1] == reference[1])), 4),
         }
         log.info("%s: %s", name, results[name])
+    exact = "bf16 (auto on this CPU)"
+    second_look = {
+        first: second_look_sweep(outputs[first], outputs[exact], reference, results, first, exact)
+        for first in (
+            "torch.ao per-tensor activations (engine int8)",
+            "per-row activations, eager",
+            "per-row activations, torch.compile",
+        )
+    }
     report = {
         "benchmark": "int8_variants",
         "model_version": entry.version,
@@ -174,6 +229,7 @@ def main() -> None:
         "headlines": len(texts),
         "lexical_mixed": False,
         "variants": results,
+        "second_look": second_look,
         "torchao": None if torchao is None else torchao.__version__,
         "hardware": hardware(),
         "code_version": code_version(),
