@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
 models_app = typer.Typer(
-    help="The model registry: list, show, promote, roll back.",
+    help="The model registry: list, show, promote, roll back; teacher-labels for distillation.",
     no_args_is_help=True,
     add_completion=False,
 )

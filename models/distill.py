@@ -21,6 +21,7 @@ not cover is an error (the file is stale: another split, data or seed).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
+from models.labels import num_classes
 
 #: Soft-label files are read and written with these arrays; ``meta`` is JSON.
 _ARRAYS = ("keys", "topic", "sentiment", "meta")
@@ -54,6 +55,18 @@ class SoftLabels:
     topic: np.ndarray
     sentiment: np.ndarray
     meta: dict[str, Any]
+    #: Of the file's bytes as read, so a manifest names exactly what training used.
+    sha256: str = ""
+
+    def provenance(self, name: str) -> dict[str, Any]:
+        """Where a distilled model's soft labels came from (``data.teacher`` in its manifest)."""
+        return {
+            "soft_labels": name,
+            "soft_labels_sha256": self.sha256,
+            "teacher_version": self.meta.get("teacher_version"),
+            "teacher_base_model": self.meta.get("teacher_base_model"),
+            "teacher_heldout": self.meta.get("teacher_heldout"),
+        }
 
     def aligned(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(topic, sentiment) probabilities in the order of ``texts``; every text must be covered."""
@@ -96,7 +109,8 @@ def write_soft_labels(
 def read_soft_labels(path: Path) -> SoftLabels:
     """Load and check a soft-label file; DistillationError naming the file when it is bad."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        raw = Path(path).read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             missing = [name for name in _ARRAYS if name not in data.files]
             if missing:
                 raise DistillationError(f"soft labels {path}: missing arrays {missing}")
@@ -107,14 +121,12 @@ def read_soft_labels(path: Path) -> SoftLabels:
     except (OSError, ValueError) as exc:
         raise DistillationError(f"soft labels {path}: cannot read: {exc}") from exc
     _check(topic, sentiment, len(keys), str(path))
-    return SoftLabels(keys, topic, sentiment, meta)
+    return SoftLabels(keys, topic, sentiment, meta, hashlib.sha256(raw).hexdigest())
 
 
 def _check(topic: np.ndarray, sentiment: np.ndarray, n: int, where: str) -> None:
-    for head, probs, classes in (
-        ("topic", topic, len(TOPIC_NAMES)),
-        ("sentiment", sentiment, len(SENTIMENT_NAMES)),
-    ):
+    for head, probs in (("topic", topic), ("sentiment", sentiment)):
+        classes = num_classes(head)
         if probs.shape != (n, classes):
             raise DistillationError(
                 f"soft labels {where}: {head} has shape {probs.shape}, expected ({n}, {classes})"

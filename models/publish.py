@@ -10,7 +10,6 @@ otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import time
@@ -42,8 +41,13 @@ def publish(
     state: dict,
     train_seconds: float,
     promote: bool,
+    *,
+    teacher: dict | None = None,
 ) -> RegistryEntry:
-    """Calibrate on validation, score held-out, write the entry (and promote it)."""
+    """Calibrate on validation, score held-out, write the entry (and promote it).
+
+    ``teacher``: a distilled model's ``SoftLabels.provenance``, kept in ``data.teacher``.
+    """
     from models.train import validate
 
     val = state.get("best_val") or validate(model, tokenizer, splits.validation, config, device)[1]
@@ -125,7 +129,7 @@ def publish(
                 "snapshot_hash": splits.snapshot_hash,
                 "label_counts": splits.label_counts(),
                 "stats": splits.stats,
-                **({"teacher": _teacher(config)} if config.distillation else {}),
+                **({"teacher": teacher} if teacher else {}),
             },
             parent=registry.current_version(),
             report_dir=Path(tmp),
@@ -135,19 +139,3 @@ def publish(
     if promote:
         registry.promote(entry.version)
     return entry
-
-
-def _teacher(config: TrainConfig) -> dict:
-    """Where a distilled model's soft labels came from: the file's hash and its teacher."""
-    from models.distill import read_soft_labels
-
-    path = config.distillation.labels_path
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    meta = read_soft_labels(path).meta
-    return {
-        "soft_labels": config.distillation.labels,
-        "soft_labels_sha256": digest,
-        "teacher_version": meta.get("teacher_version"),
-        "teacher_base_model": meta.get("teacher_base_model"),
-        "teacher_heldout": meta.get("teacher_heldout"),
-    }

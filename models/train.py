@@ -157,10 +157,11 @@ def train(
     log.info("train: data %s", splits.stats)
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
     data = encode(splits.train, tokenizer, config.max_length_tokens)
+    teacher = None
     if config.distillation is not None:
-        teacher_topic, teacher_sentiment = read_soft_labels(
-            config.distillation.labels_path
-        ).aligned([e.text for e in splits.train])
+        soft_labels = read_soft_labels(config.distillation.labels_path)
+        teacher = soft_labels.provenance(config.distillation.labels)
+        teacher_topic, teacher_sentiment = soft_labels.aligned([e.text for e in splits.train])
         data = dataclasses.replace(
             data, teacher_topic=teacher_topic, teacher_sentiment=teacher_sentiment
         )
@@ -365,7 +366,8 @@ def train(
     model.load_state_dict(state["best_state"], strict=False)
     train_seconds = prior_seconds + time.monotonic() - started
     entry = publish(
-        model, tokenizer, splits, config, registry, device, base_dir, state, train_seconds, promote
+        model, tokenizer, splits, config, registry, device, base_dir, state, train_seconds, promote,
+        teacher=teacher,
     )
     ckpt_path.unlink(missing_ok=True)
     return entry

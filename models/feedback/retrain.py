@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import signal
 import threading
@@ -110,11 +109,12 @@ def gate(
 
 
 def _lock_path(registry_root: Path) -> Path:
-    """Per-registry lock file in the local run directory (outside the repository)."""
-    from pipeline.settings import StackSettings
+    """The lock file of ``registry_root``'s retrains, inside the registry it guards.
 
-    key = hashlib.sha256(str(Path(registry_root).resolve()).encode()).hexdigest()[:16]
-    return StackSettings().run_dir / f"retrain-{key}.lock"
+    One file per registry and gone with it (a lock kept in the run directory was
+    never removed, one per registry a test ever made).
+    """
+    return Path(registry_root) / ".retrain.lock"
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """Distillation: soft-label files, the loss, and teacher -> soft labels -> student on the tiny encoder."""
 
+import hashlib
 import logging
 
 import numpy as np
@@ -111,7 +112,9 @@ def test_teacher_labels_then_a_distilled_student(tiny_root, tmp_path, monkeypatc
     assert "distilling from" in caplog.text
     assert Registry(tiny_root, tiny_base_dir(tiny_root)).current_version() == student.version
     assert student.config["distillation"]["labels"] == str(soft)
-    assert student.manifest["data"]["teacher"]["teacher_version"] == teacher.version
+    provenance = student.manifest["data"]["teacher"]
+    assert provenance["teacher_version"] == teacher.version
+    assert provenance["soft_labels_sha256"] == hashlib.sha256(soft.read_bytes()).hexdigest()
 
     with pytest.raises(DistillationError, match="not in the file"):
         train(
