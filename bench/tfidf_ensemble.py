@@ -56,6 +56,9 @@ def main() -> int:
     parser.add_argument("--version", default=None, help="registry entry (default: current)")
     parser.add_argument("--quick", action="store_true",
                         help="one C (10) instead of the grid: about a third of the time")
+    parser.add_argument("--c-grid", default=None,
+                        help="regularisation strengths to try, comma-separated "
+                             "(default: models.lexical.C_GRID)")
     parser.add_argument("--out", type=Path, default=None, help="result file")
     args = parser.parse_args()
     out = args.out or REPO / "bench" / "results" / (
@@ -69,7 +72,7 @@ def main() -> int:
     from models.data import make_splits, normalise_text
     from models.inference import EngineOptions, engine_from_registry
     from models.labels import TASKS, label_index
-    from models.lexical import LexicalModel, fit_lexical
+    from models.lexical import C_GRID, LexicalModel, fit_lexical
     from models.registry import Registry
     from pipeline.settings import ModelSettings
 
@@ -87,10 +90,14 @@ def main() -> int:
     encoder_val = {
         t: engine.probabilities([e.text for e in validation[t]])[TASKS.index(t)] for t in TASKS
     }
-    fitted, report = fit_lexical(
-        splits.train, splits.validation, encoder_val, **({"c_grid": (10.0,)} if args.quick else {})
-    )
+    c_grid = C_GRID
+    if args.c_grid:
+        c_grid = tuple(float(c) for c in args.c_grid.split(","))
+    elif args.quick:
+        c_grid = (10.0,)
+    fitted, report = fit_lexical(splits.train, splits.validation, encoder_val, c_grid=c_grid)
     result["quick"] = args.quick
+    result["c_grid"] = list(c_grid)
     with tempfile.TemporaryDirectory() as tmp:
         fitted.save(Path(tmp))
         size = sum(f.stat().st_size for f in Path(tmp).iterdir())
