@@ -223,6 +223,7 @@ def main() -> None:
 
     summary = {
         "benchmark": "alert_noise",
+        "quick": args.quick,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "hardware": hardware(),

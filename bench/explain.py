@@ -69,6 +69,7 @@ def main() -> None:
     n = len(texts)
     report = {
         "benchmark": "explain",
+        "quick": args.quick,
         "config": {
             "n": n,
             "method": "occlusion",
