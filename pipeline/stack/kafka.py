@@ -214,7 +214,15 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _kafka_cluster_id() -> str:
-    """A Kafka cluster id: a random UUID, URL-safe base64 without padding (22 chars)."""
+    """A Kafka cluster id: a random UUID, URL-safe base64 without padding (22 chars).
+
+    Never one that starts with ``-``: kafka-storage would read it as an option
+    (``-t -x...``: "expected one argument"), which failed one start in 64. Kafka's
+    own ``Uuid.randomUuid`` draws again for the same reason.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -66,3 +66,12 @@ def test_a_password_that_would_break_the_jaas_line_is_refused(tmp_path, bad):
                                        kafka_sasl_password=bad))
     with pytest.raises(StackError, match="SASL password"):
         broker.render_config()
+
+
+def test_a_cluster_id_never_looks_like_an_option_to_kafka_storage():
+    """kafka-storage reads `-t -x...` as a missing value: one random id in 64 started with `-`."""
+    from pipeline.stack.kafka import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(5000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
