@@ -101,6 +101,11 @@ def torchao_int8(model):
     return model
 
 
+#: Names of the variants (keys of the result) that the second-look sweep combines.
+BF16 = "bf16 (auto on this CPU)"
+ENGINE_INT8 = "torch.ao per-tensor activations (engine int8)"
+ROW_INT8_EAGER = "per-row activations, eager"
+ROW_INT8_COMPILED = "per-row activations, torch.compile"
 #: Top-two probability gaps under which a text would be scored again in bf16.
 SECOND_LOOK_MARGINS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
@@ -173,12 +178,12 @@ def main() -> None:
 
     variants = {
         "fp32": lambda: engine(copy.deepcopy(merged), "fp32"),
-        "bf16 (auto on this CPU)": lambda: engine(copy.deepcopy(merged), "bf16"),
-        "torch.ao per-tensor activations (engine int8)": lambda: engine(
+        BF16: lambda: engine(copy.deepcopy(merged), "bf16"),
+        ENGINE_INT8: lambda: engine(
             copy.deepcopy(merged), "int8"
         ),
-        "per-row activations, eager": lambda: engine(swap_row_int8(copy.deepcopy(merged)), "fp32"),
-        "per-row activations, torch.compile": lambda: engine(compiled_row_int8(), "fp32"),
+        ROW_INT8_EAGER: lambda: engine(swap_row_int8(copy.deepcopy(merged)), "fp32"),
+        ROW_INT8_COMPILED: lambda: engine(compiled_row_int8(), "fp32"),
     }
     try:
         import torchao
@@ -213,14 +218,9 @@ def main() -> None:
             "sentiment_agreement_with_fp32": round(float(np.mean(labels[1] == reference[1])), 4),
         }
         log.info("%s: %s", name, results[name])
-    exact = "bf16 (auto on this CPU)"
     second_look = {
-        first: second_look_sweep(outputs[first], outputs[exact], reference, results, first, exact)
-        for first in (
-            "torch.ao per-tensor activations (engine int8)",
-            "per-row activations, eager",
-            "per-row activations, torch.compile",
-        )
+        first: second_look_sweep(outputs[first], outputs[BF16], reference, results, first, BF16)
+        for first in (ENGINE_INT8, ROW_INT8_EAGER, ROW_INT8_COMPILED)
     }
     report = {
         "benchmark": "int8_variants",

@@ -56,7 +56,7 @@ class SoftLabels:
     sentiment: np.ndarray
     meta: dict[str, Any]
     #: Of the file's bytes as read, so a manifest names exactly what training used.
-    sha256: str = ""
+    sha256: str
 
     def provenance(self, name: str) -> dict[str, Any]:
         """Where a distilled model's soft labels came from (``data.teacher`` in its manifest)."""
