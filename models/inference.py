@@ -327,10 +327,8 @@ class InferenceEngine:
         topic, sentiment = self._encoder_probabilities(texts)
         if self.lexical is None:
             return topic, sentiment
-        return (
-            self.lexical.mix("topic", topic, texts),
-            self.lexical.mix("sentiment", sentiment, texts),
-        )
+        mixed = self.lexical.mix_all({"topic": topic, "sentiment": sentiment}, texts)
+        return mixed["topic"], mixed["sentiment"]
 
     def _encoder_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         n = len(texts)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from models.calibration import softmax
 from models.labels import class_names
+from models.lexical_features import SharedTfidf
 
 log = logging.getLogger(__name__)
 
@@ -92,29 +93,31 @@ class LexicalHead:
     model_weight: float
     #: Of the mixture: softmax(log(p_mix) / temperature); 1.0 leaves it as mixed.
     temperature: float = 1.0
+    #: Built on first use from the vectorisers and coefficients, which never change.
+    _features: SharedTfidf | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_features(self) -> int:
         return int(self.coef.shape[1])
 
-    def features(self, texts: Sequence[str]):
-        from scipy.sparse import hstack
-
-        return hstack([self.vectorizers[kind].transform(texts) for kind, _ in _KINDS]).tocsr()
-
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """p(class | text) of the logistic regression alone, shape (n, classes)."""
-        if len(texts) == 0:
-            return np.zeros((0, len(self.intercept)), np.float32)
-        scores = np.asarray(self.features(texts) @ self.coef.T, dtype=np.float32)
-        return softmax(scores + self.intercept)
+        if self._features is None:
+            self._features = SharedTfidf([self], [kind for kind, _ in _KINDS])
+        return softmax(self._features.scores(texts)[self.task])
 
     def mix(self, encoder_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """``w * encoder_probs + (1 - w) * p_lexical`` (the encoder's array when w is 1)."""
         if self.model_weight >= 1.0:
             return encoder_probs
+        return self.mixed(encoder_probs, self.probabilities(texts))
+
+    def mixed(self, encoder_probs: np.ndarray, lexical_probs: np.ndarray) -> np.ndarray:
+        """The mixture of given probabilities, tempered by the mixture's temperature."""
+        if self.model_weight >= 1.0:
+            return encoder_probs
         w = np.float32(self.model_weight)
-        mixed = w * encoder_probs + (1 - w) * self.probabilities(texts)
+        mixed = w * encoder_probs + (1 - w) * lexical_probs
         if self.temperature == 1.0:
             return mixed
         return softmax(np.log(np.maximum(mixed, 1e-12)) / np.float32(self.temperature))
@@ -175,13 +178,27 @@ class LexicalModel:
 
     def __init__(self, heads: dict[str, LexicalHead]) -> None:
         self.heads = dict(heads)
+        self._features: SharedTfidf | None = None  # all heads' n-grams cut once per text
 
     def mix(self, task: str, encoder_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         head = self.heads.get(task)
         return encoder_probs if head is None else head.mix(encoder_probs, texts)
 
     def mix_all(self, probs: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
-        return {task: self.mix(task, p, texts) for task, p in probs.items()}
+        """``mix`` for every task in ``probs``, analysing each text once for all of them."""
+        mixing = [t for t in probs if t in self.heads and self.heads[t].model_weight < 1.0]
+        if not mixing or len(texts) == 0:
+            return dict(probs)
+        if self._features is None:
+            self._features = SharedTfidf(
+                [h for h in self.heads.values() if h.model_weight < 1.0],
+                [kind for kind, _ in _KINDS],
+            )
+        scores = self._features.scores(texts)
+        return {
+            task: self.heads[task].mixed(p, softmax(scores[task])) if task in mixing else p
+            for task, p in probs.items()
+        }
 
     def describe(self) -> dict[str, Any]:
         """The manifest's ``lexical`` key."""
