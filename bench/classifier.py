@@ -205,7 +205,7 @@ def main() -> None:
         CUDA_PRECISIONS,
         cpu_has_native_bf16,
     )
-    from models.labels import SENTIMENT_NAMES
+    from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
     from models.loading import load_entry
     from models.registry import Registry
     from pipeline.settings import ModelSettings
@@ -277,12 +277,16 @@ def main() -> None:
             cpu[name] = max(cpu[name], len(texts) / (time.process_time() - started_cpu))
     lexical_ips = None
     if loaded.lexical is not None:
-        # What the mixture adds per call: both heads' TF-IDF probabilities on the same texts.
+        # What the mixture adds per call: both heads' TF-IDF probabilities on the same
+        # texts, mixed into (here uniform) encoder probabilities as the engine does.
+        encoder = {
+            task: np.full((len(clean), n), 1.0 / n, np.float32)
+            for task, n in (("topic", len(TOPIC_NAMES)), ("sentiment", len(SENTIMENT_NAMES)))
+        }
         lexical_ips = 0.0
         for _ in range(repeats):
             started = time.perf_counter()
-            for head in loaded.lexical.heads.values():
-                head.probabilities(clean)
+            loaded.lexical.mix_all(encoder, clean)
             lexical_ips = max(lexical_ips, len(clean) / (time.perf_counter() - started))
         log.info("lexical (TF-IDF) alone: %.0f items/s", lexical_ips)
     results: dict[str, dict] = {}
