@@ -1,27 +1,31 @@
 """A TF-IDF + logistic-regression model whose probabilities are mixed with the encoder's.
 
 A sentence encoder and a bag of n-grams err on different headlines, so mixing
-their calibrated probabilities, ``w * p_encoder + (1 - w) * p_lexical``, scores
-better than either (docs/model.md, "What each step bought"). Per task:
+their calibrated probabilities scores better than either (docs/model.md, "What
+each step bought"). New fits mix geometrically, ``p ~ p_encoder^w *
+p_lexical^(1-w)`` (a product of experts: where one model is sure and the other
+merely unsure, the sure one wins); entries fitted before 29 Nov mix
+arithmetically, ``w * p_encoder + (1 - w) * p_lexical``, and are served so
+(``mixing`` in the manifest). Per task:
 
 - features: word 1-2-gram TF-IDF and character 2-5-gram TF-IDF (``char_wb``),
   sublinear term frequency, terms seen in at least two training texts, fitted
   on the training split only;
-- a multinomial logistic regression whose ``C`` is chosen on validation
-  macro-F1;
-- the mixing weight ``w`` chosen on validation macro-F1 against the encoder's
-  calibrated validation probabilities (``w = 1`` is the encoder alone, so
-  validation may switch the lexical part off for a task);
+- a multinomial logistic regression, one per ``C`` of the grid;
+- ``C`` and the mixing weight ``w`` chosen together on the validation
+  macro-F1 of the mixture with the encoder's calibrated validation
+  probabilities (``w = 1`` is the encoder alone, so validation may switch the
+  lexical part off for a task);
 - a temperature for the mixture, ``softmax(log(p_mix) / T)``, fitted on the same
   validation split (NLL), because a mixture of a calibrated encoder and a less
   calibrated regression is not calibrated itself; it changes no label.
 
 It is fitted at the end of ``finsentry train`` (:func:`fit_lexical`) and
 refitted with the analysts' labels by ``finsentry retrain``
-(:meth:`LexicalModel.refit`, same ``C`` and ``w``). A registry entry stores it
+(:meth:`LexicalModel.refit`, same ``C``, ``w``, ``T`` and mixing). A registry entry stores it
 as ``lexical/<task>.safetensors`` (idf per vocabulary, coefficients in fp16,
 intercepts) and ``lexical/<task>.vocab.json`` (the terms in column order), with
-``C``, ``w``, ``T`` and sizes in the manifest's ``lexical`` key: plain arrays, no
+``C``, ``w``, ``T``, mixing and sizes in the manifest's ``lexical`` key: plain arrays, no
 pickle, so an entry never runs code when it is loaded. An entry without that
 key is served by the encoder alone.
 
@@ -60,6 +64,8 @@ C_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
 #: Encoder weights tried on validation; 1.0 is the encoder alone.
 WEIGHT_GRID: tuple[float, ...] = tuple(i / 10 for i in range(11))
 MAX_ITER = 3000
+#: How new fits mix (``LexicalHead.mixing``); manifests without the key are "arithmetic".
+MIXINGS = ("geometric", "arithmetic")
 
 
 class LexicalError(RuntimeError):
@@ -93,6 +99,9 @@ class LexicalHead:
     model_weight: float
     #: Of the mixture: softmax(log(p_mix) / temperature); 1.0 leaves it as mixed.
     temperature: float = 1.0
+    #: "geometric": log p_mix = w log p_encoder + (1 - w) log p_lexical (+ const);
+    #: "arithmetic": p_mix = w p_encoder + (1 - w) p_lexical (entries before 29 Nov).
+    mixing: str = "arithmetic"
     #: Built on first use from the vectorisers and coefficients, which never change.
     _features: SharedTfidf | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -107,7 +116,8 @@ class LexicalHead:
         return softmax(self._features.scores(texts)[self.task])
 
     def mix(self, encoder_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        """``w * encoder_probs + (1 - w) * p_lexical`` (the encoder's array when w is 1)."""
+        """The encoder's probabilities mixed with this head's on ``texts`` (the encoder's
+        array itself when w is 1)."""
         if self.model_weight >= 1.0:
             return encoder_probs
         return self.mixed(encoder_probs, self.probabilities(texts))
@@ -116,20 +126,34 @@ class LexicalHead:
         """The mixture of given probabilities, tempered by the mixture's temperature."""
         if self.model_weight >= 1.0:
             return encoder_probs
-        w = np.float32(self.model_weight)
-        mixed = w * encoder_probs + (1 - w) * lexical_probs
-        if self.temperature == 1.0:
-            return mixed
-        return softmax(np.log(np.maximum(mixed, 1e-12)) / np.float32(self.temperature))
+        return softmax(
+            log_mixture(encoder_probs, lexical_probs, self.model_weight, self.mixing)
+            / np.float32(self.temperature)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
             "C": self.c,
             "model_weight": self.model_weight,
             "temperature": self.temperature,
+            "mixing": self.mixing,
             "features": {kind: len(self.vectorizers[kind].vocabulary_) for kind, _ in _KINDS},
             "classes": len(self.intercept),
         }
+
+
+def log_mixture(
+    encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float, mixing: str
+) -> np.ndarray:
+    """Log-probabilities of the mixture (up to a constant per row for "geometric")."""
+    w = np.float32(weight)
+    if mixing == "geometric":
+        return w * np.log(np.maximum(encoder_probs, 1e-12)) + (1 - w) * np.log(
+            np.maximum(lexical_probs, 1e-12)
+        )
+    if mixing == "arithmetic":
+        return np.log(np.maximum(w * encoder_probs + (1 - w) * lexical_probs, 1e-12))
+    raise LexicalError(f"lexical: mixing must be one of {MIXINGS}, got {mixing!r}")
 
 
 def _fit_vectorizers(texts: Sequence[str]):
@@ -224,6 +248,7 @@ class LexicalModel:
                 sample_weight=weights,
             )
             new.model_weight, new.temperature = head.model_weight, head.temperature
+            new.mixing = head.mixing
             heads[task] = new
         return LexicalModel(heads)
 
@@ -284,7 +309,10 @@ class LexicalModel:
                     task, vectorizers, coef, intercept, float(meta["C"]),
                     float(meta["model_weight"]),
                     float(meta.get("temperature", 1.0)),
+                    str(meta.get("mixing", "arithmetic")),
                 )
+                if heads[task].mixing not in MIXINGS:
+                    raise LexicalError(f"unknown mixing {heads[task].mixing!r}")
             except LexicalError as exc:
                 raise LexicalError(f"lexical model for {task}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - safetensors, json, sklearn: all mean unreadable
@@ -301,14 +329,18 @@ def fit_lexical(
     *,
     c_grid: Sequence[float] = C_GRID,
     weight_grid: Sequence[float] = WEIGHT_GRID,
+    mixing: str = "geometric",
 ) -> tuple[LexicalModel, dict[str, Any]]:
     """Fit one head per task in ``encoder_validation_probs`` and choose C and w on validation.
 
     ``train``/``validation`` hold objects with ``text`` (normalised), ``task`` and
     ``label`` (head index); ``encoder_validation_probs[task]`` are the encoder's
     calibrated probabilities for that task's validation examples, in order.
-    Returns the model and a report (validation macro-F1 per C and per weight).
+    Returns the model and a report (validation macro-F1 of the regression alone per C,
+    and of the mixture per weight at the chosen C).
     """
+    if mixing not in MIXINGS:
+        raise LexicalError(f"lexical: mixing must be one of {MIXINGS}, got {mixing!r}")
     heads, report = {}, {}
     for task, encoder_val in encoder_validation_probs.items():
         rows = [e for e in train if e.task == task]
@@ -323,48 +355,53 @@ def fit_lexical(
         texts, labels = [e.text for e in rows], np.array([e.label for e in rows])
         val_texts, val_labels = [e.text for e in val], np.array([e.label for e in val])
         vectorizers, x = _fit_vectorizers(texts)
-        by_c, best = {}, None
+        fits = {}  # C -> (head, its validation probabilities)
         for c in c_grid:
             head = _fit_head(task, vectorizers, x, labels, c)
-            lexical_val = head.probabilities(val_texts)
-            by_c[c] = round(_macro_f1(val_labels, lexical_val), 4)
-            log.info("lexical %s: C=%g validation macro-F1 %.4f", task, c, by_c[c])
-            if best is None or by_c[c] > by_c[best[0].c]:
-                best = (head, lexical_val)
-        head, lexical_val = best
-        by_w = {
-            w: round(_macro_f1(val_labels, w * encoder_val + (1 - w) * lexical_val), 4)
+            fits[c] = (head, head.probabilities(val_texts))
+        # C and w together on the mixture's validation macro-F1; ties go to the larger
+        # encoder weight (the simpler model), then to the smaller C (the smoother regression).
+        by_c_and_w = {
+            (c, w): _macro_f1(val_labels, log_mixture(encoder_val, lexical_val, w, mixing))
+            for c, (_, lexical_val) in fits.items()
             for w in weight_grid
         }
-        # Ties go to the larger encoder weight (the simpler model).
-        head.model_weight = max(weight_grid, key=lambda w: (by_w[w], w))
+        c, w = max(by_c_and_w, key=lambda cw: (by_c_and_w[cw], cw[1], -cw[0]))
+        head, lexical_val = fits[c]
+        head.model_weight, head.mixing = w, mixing
         ece = {}
-        if head.model_weight < 1.0:
+        if w < 1.0:
             from models.calibration import expected_calibration_error, fit_temperature
 
-            w = head.model_weight
-            mixed = w * encoder_val + (1 - w) * lexical_val
-            head.temperature = fit_temperature(np.log(np.maximum(mixed, 1e-12)), val_labels)
+            logits = log_mixture(encoder_val, lexical_val, w, mixing)
+            head.temperature = fit_temperature(logits, val_labels)
             ece = {
-                "validation_ece_mixed": round(expected_calibration_error(mixed, val_labels), 4),
+                "validation_ece_mixed": round(
+                    expected_calibration_error(softmax(logits), val_labels), 4
+                ),
                 "validation_ece_after_temperature": round(
-                    expected_calibration_error(head.mix(encoder_val, val_texts), val_labels), 4
+                    expected_calibration_error(head.mixed(encoder_val, lexical_val), val_labels), 4
                 ),
             }
         log.info(
-            "lexical %s: C=%g, encoder weight %.1f (validation macro-F1 %.4f; encoder alone "
-            "%.4f), mixture temperature %.3f %s",
-            task, head.c, head.model_weight, by_w[head.model_weight],
-            by_w.get(1.0, float("nan")), head.temperature, ece,
+            "lexical %s: C=%g, encoder weight %.1f, %s mixing (validation macro-F1 %.4f; "
+            "encoder alone %.4f), mixture temperature %.3f %s",
+            task, c, w, mixing, by_c_and_w[(c, w)],
+            by_c_and_w.get((c, 1.0), float("nan")), head.temperature, ece,
         )
         heads[task] = head
         report[task] = {
-            "C": head.c,
-            "model_weight": head.model_weight,
+            "C": c,
+            "model_weight": w,
+            "mixing": mixing,
             "temperature": head.temperature,
             **ece,
             "features": head.n_features,
-            "validation_macro_f1_by_C": {str(k): v for k, v in by_c.items()},
-            "validation_macro_f1_by_weight": {str(k): v for k, v in by_w.items()},
+            "validation_macro_f1_by_C": {
+                str(k): round(_macro_f1(val_labels, v), 4) for k, (_, v) in fits.items()
+            },
+            "validation_macro_f1_by_weight": {
+                str(k): round(by_c_and_w[(c, k)], 4) for k in weight_grid
+            },
         }
     return LexicalModel(heads), report

@@ -10,7 +10,7 @@ import pytest
 
 from models.feedback.finetune import WeightedExample as Ex
 from models.labels import SENTIMENT_NAMES, TOPIC_NAMES
-from models.lexical import LexicalError, LexicalModel, fit_lexical
+from models.lexical import LexicalError, LexicalModel, fit_lexical, log_mixture
 
 N_CLASSES = {"topic": len(TOPIC_NAMES), "sentiment": len(SENTIMENT_NAMES)}
 
@@ -149,7 +149,9 @@ def test_registry_entry_serves_the_mixture_in_the_engine_and_in_evaluate(fitted,
     for i, task in enumerate(("topic", "sentiment")):
         head = model.heads[task]
         w, t = head.model_weight, head.temperature
-        expected = np.exp(np.log(w * alone[i] + (1 - w) * head.probabilities(texts)) / t)
+        assert head.mixing == "geometric"
+        lexical = head.probabilities(texts)
+        expected = np.exp((w * np.log(alone[i]) + (1 - w) * np.log(lexical)) / t)
         np.testing.assert_allclose(mixed[i], expected / expected.sum(axis=1, keepdims=True),
                                    atol=1e-5)
     assert mixed[0][0].argmax() == 3 and mixed[1][1].argmax() == 2
@@ -184,3 +186,67 @@ def test_the_mixture_temperature_is_fitted_on_validation_and_changes_no_label(da
         tempered = head.mix(encoder, rows)
         assert (tempered.argmax(axis=1) == untempered.argmax(axis=1)).all()
         assert not np.allclose(tempered, untempered)
+
+
+def noisy(val, task, seed=5):
+    """An encoder that is right on about half of the examples, unsure otherwise."""
+    rng = np.random.default_rng(seed)
+    probs = uniform(val, task) + 0.0
+    labels = [e.label for e in val if e.task == task]
+    for i, label in enumerate(labels):
+        if rng.random() < 0.5:
+            probs[i, label] += 0.5
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def test_c_and_weight_are_chosen_together_on_the_mixture(data):
+    train, val = data
+    encoder = {"topic": noisy(val, "topic")}
+    best_per_c = {}
+    for c in (0.1, 1.0, 10.0):
+        _, report = fit_lexical(train, val, encoder, c_grid=(c,))
+        best_per_c[c] = max(report["topic"]["validation_macro_f1_by_weight"].values())
+    model, report = fit_lexical(train, val, encoder, c_grid=(0.1, 1.0, 10.0))
+    chosen = report["topic"]
+    assert chosen["validation_macro_f1_by_weight"][str(chosen["model_weight"])] == max(
+        best_per_c.values()
+    )
+    assert best_per_c[chosen["C"]] == max(best_per_c.values())
+
+
+def test_geometric_and_arithmetic_mixing(data):
+    train, val = data
+    encoder = noisy(val, "sentiment")
+    texts = [e.text for e in val if e.task == "sentiment"]
+    for mixing in ("geometric", "arithmetic"):
+        model, report = fit_lexical(train, val, {"sentiment": encoder}, c_grid=(1.0,),
+                                    mixing=mixing)
+        head = model.heads["sentiment"]
+        assert head.mixing == report["sentiment"]["mixing"] == mixing
+        assert model.describe()["tasks"]["sentiment"]["mixing"] == mixing
+        w, lexical = head.model_weight, head.probabilities(texts)
+        if mixing == "geometric":
+            expected = encoder**w * lexical ** (1 - w)
+        else:
+            expected = w * encoder + (1 - w) * lexical
+        expected = expected / expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(
+            np.exp(log_mixture(encoder, lexical, w, mixing))
+            / np.exp(log_mixture(encoder, lexical, w, mixing)).sum(axis=1, keepdims=True),
+            expected, rtol=1e-5,
+        )
+    with pytest.raises(LexicalError, match="mixing must be one of"):
+        fit_lexical(train, val, {"sentiment": encoder}, mixing="harmonic")
+
+
+def test_entries_from_before_the_mixing_key_are_served_arithmetically(fitted, tmp_path):
+    model, _ = fitted
+    model.save(tmp_path)
+    description = model.describe()
+    for task in description["tasks"].values():
+        del task["mixing"]
+    old = LexicalModel.load(tmp_path, description)
+    assert {h.mixing for h in old.heads.values()} == {"arithmetic"}
+    description["tasks"]["topic"]["mixing"] = "harmonic"
+    with pytest.raises(LexicalError, match="lexical model for topic: unknown mixing 'harmonic'"):
+        LexicalModel.load(tmp_path, description)
