@@ -4,8 +4,8 @@ A sentence encoder and a bag of n-grams err on different headlines, so mixing
 their calibrated probabilities scores better than either (docs/model.md, "What
 each step bought"). New fits mix geometrically, ``p ~ p_encoder^w *
 p_lexical^(1-w)`` (a product of experts: where one model is sure and the other
-merely unsure, the sure one wins); entries fitted before 29 Nov mix
-arithmetically, ``w * p_encoder + (1 - w) * p_lexical``, and are served so
+merely unsure, the sure one wins); entries fitted before that (29 Nov 2026,
+14:00 UTC) mix arithmetically, ``w * p_encoder + (1 - w) * p_lexical``, and are served so
 (``mixing`` in the manifest). Per task:
 
 - features: word 1-2-gram TF-IDF and character 2-5-gram TF-IDF (``char_wb``),
@@ -100,7 +100,7 @@ class LexicalHead:
     #: Of the mixture: softmax(log(p_mix) / temperature); 1.0 leaves it as mixed.
     temperature: float = 1.0
     #: "geometric": log p_mix = w log p_encoder + (1 - w) log p_lexical (+ const);
-    #: "arithmetic": p_mix = w p_encoder + (1 - w) p_lexical (entries before 29 Nov).
+    #: "arithmetic": p_mix = w p_encoder + (1 - w) p_lexical (entries fitted before geometric).
     mixing: str = "arithmetic"
     #: Built on first use from the vectorisers and coefficients, which never change.
     _features: SharedTfidf | None = field(default=None, init=False, repr=False, compare=False)
