@@ -24,6 +24,8 @@ import numpy as np
 
 #: Column index for n-grams in no head's vocabulary.
 _ABSENT = -1
+#: Vectoriser settings that choose the vocabulary but do not change how text is cut.
+_VOCABULARY_ONLY = frozenset({"vocabulary", "min_df", "max_df", "max_features"})
 
 
 class SharedTfidf:
@@ -36,8 +38,24 @@ class SharedTfidf:
     """
 
     def __init__(self, heads: Sequence[Any], kinds: Sequence[str]) -> None:
+        from models.lexical import LexicalError  # that module imports this one
+
         if not heads:
-            raise ValueError("SharedTfidf needs at least one lexical head")
+            raise LexicalError("lexical: SharedTfidf needs at least one head")
+        for kind in kinds:
+            settings = {
+                head.task: {
+                    k: v
+                    for k, v in head.vectorizers[kind].get_params().items()
+                    if k not in _VOCABULARY_ONLY
+                }
+                for head in heads
+            }
+            if len({repr(sorted(v.items())) for v in settings.values()}) > 1:
+                raise LexicalError(
+                    f"lexical: the heads' {kind} vectorisers differ in settings, so their "
+                    f"n-grams cannot be shared: {settings}"
+                )
         self.tasks = [head.task for head in heads]
         self._intercepts = [np.asarray(head.intercept, np.float32) for head in heads]
         self._kinds = []

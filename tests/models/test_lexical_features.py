@@ -3,6 +3,7 @@ exactly what sklearn's TfidfVectorizer.transform and the head's coefficients sco
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 from pathlib import Path
@@ -87,3 +88,14 @@ def test_a_head_at_weight_one_is_the_encoder_alone_and_not_analysed(heads):
     mixed = model.mix_all(probs, ["stocks fall", "gold rises"])
     assert mixed["topic"] is probs["topic"]
     assert model._features.tasks == ["sentiment"]
+
+
+def test_heads_whose_analysers_differ_are_refused(heads):
+    from models.lexical import LexicalError
+
+    topic, sentiment = heads
+    odd = dataclasses.replace(sentiment, vectorizers=dict(sentiment.vectorizers))
+    odd.vectorizers["chars"] = copy.deepcopy(sentiment.vectorizers["chars"])
+    odd.vectorizers["chars"].set_params(ngram_range=(2, 4))
+    with pytest.raises(LexicalError, match="chars vectorisers differ"):
+        SharedTfidf([topic, odd], [kind for kind, _ in _KINDS])
