@@ -179,9 +179,7 @@ def main() -> None:
     variants = {
         "fp32": lambda: engine(copy.deepcopy(merged), "fp32"),
         BF16: lambda: engine(copy.deepcopy(merged), "bf16"),
-        ENGINE_INT8: lambda: engine(
-            copy.deepcopy(merged), "int8"
-        ),
+        ENGINE_INT8: lambda: engine(copy.deepcopy(merged), "int8"),
         ROW_INT8_EAGER: lambda: engine(swap_row_int8(copy.deepcopy(merged)), "fp32"),
         ROW_INT8_COMPILED: lambda: engine(compiled_row_int8(), "fp32"),
     }

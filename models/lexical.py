@@ -59,6 +59,8 @@ CHAR_FEATURES: dict[str, Any] = {
     "min_df": 2,
 }
 _KINDS = (("words", WORD_FEATURES), ("chars", CHAR_FEATURES))
+#: The kinds in coefficient column order.
+KIND_NAMES: tuple[str, ...] = tuple(kind for kind, _ in _KINDS)
 #: Regularisation strengths tried on validation (larger C: weaker regularisation).
 C_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
 #: Encoder weights tried on validation; 1.0 is the encoder alone.
@@ -105,6 +107,10 @@ class LexicalHead:
     #: Built on first use from the vectorisers and coefficients, which never change.
     _features: SharedTfidf | None = field(default=None, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.mixing not in MIXINGS:
+            raise LexicalError(f"unknown mixing {self.mixing!r}, expected one of {MIXINGS}")
+
     @property
     def n_features(self) -> int:
         return int(self.coef.shape[1])
@@ -112,7 +118,7 @@ class LexicalHead:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """p(class | text) of the logistic regression alone, shape (n, classes)."""
         if self._features is None:
-            self._features = SharedTfidf([self], [kind for kind, _ in _KINDS])
+            self._features = SharedTfidf([self], KIND_NAMES)
         return softmax(self._features.scores(texts)[self.task])
 
     def mix(self, encoder_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -215,8 +221,7 @@ class LexicalModel:
             return dict(probs)
         if self._features is None:
             self._features = SharedTfidf(
-                [h for h in self.heads.values() if h.model_weight < 1.0],
-                [kind for kind, _ in _KINDS],
+                [h for h in self.heads.values() if h.model_weight < 1.0], KIND_NAMES
             )
         scores = self._features.scores(texts)
         return {
@@ -311,8 +316,6 @@ class LexicalModel:
                     float(meta.get("temperature", 1.0)),
                     str(meta.get("mixing", "arithmetic")),
                 )
-                if heads[task].mixing not in MIXINGS:
-                    raise LexicalError(f"unknown mixing {heads[task].mixing!r}")
             except LexicalError as exc:
                 raise LexicalError(f"lexical model for {task}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - safetensors, json, sklearn: all mean unreadable

@@ -13,7 +13,7 @@ import pytest
 from scipy.sparse import hstack
 
 from models.data import normalise_text
-from models.lexical import _KINDS, LexicalModel, _fit_head, _fit_vectorizers
+from models.lexical import _KINDS, KIND_NAMES, LexicalModel, _fit_head, _fit_vectorizers
 from models.lexical_features import SharedTfidf
 
 DATA = Path(__file__).resolve().parents[2] / "models" / "data"
@@ -52,7 +52,7 @@ TEXTS = tweets("heldout_topic.csv", 150)[0] + [
 
 
 def test_scores_equal_sklearn_tfidf_for_every_head(heads):
-    shared = SharedTfidf(heads, [kind for kind, _ in _KINDS]).scores(TEXTS)
+    shared = SharedTfidf(heads, KIND_NAMES).scores(TEXTS)
     for head in heads:
         expected = sklearn_scores(head, TEXTS)
         np.testing.assert_allclose(shared[head.task], expected, rtol=1e-5, atol=1e-5)
@@ -63,7 +63,7 @@ def test_scores_equal_sklearn_tfidf_for_every_head(heads):
 
 
 def test_no_texts_give_empty_scores(heads):
-    scores = SharedTfidf(heads, [kind for kind, _ in _KINDS]).scores([])
+    scores = SharedTfidf(heads, KIND_NAMES).scores([])
     assert scores["topic"].shape == (0, len(heads[0].intercept))
     assert scores["sentiment"].shape == (0, len(heads[1].intercept))
 
@@ -98,4 +98,4 @@ def test_heads_whose_analysers_differ_are_refused(heads):
     odd.vectorizers["chars"] = copy.deepcopy(sentiment.vectorizers["chars"])
     odd.vectorizers["chars"].set_params(ngram_range=(2, 4))
     with pytest.raises(LexicalError, match="chars vectorisers differ"):
-        SharedTfidf([topic, odd], [kind for kind, _ in _KINDS])
+        SharedTfidf([topic, odd], KIND_NAMES)
