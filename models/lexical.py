@@ -9,16 +9,21 @@ merely unsure, the sure one wins); entries fitted before that (29 Nov 2026,
 (``mixing`` in the manifest). Per task:
 
 - features: word 1-2-gram TF-IDF and character 2-5-gram TF-IDF (``char_wb``),
-  sublinear term frequency, terms seen in at least two training texts, fitted
-  on the training split only;
-- a multinomial logistic regression, one per ``C`` of the grid;
+  sublinear term frequency, terms seen in at least two fitting texts;
+- a multinomial logistic regression, one per ``C`` of the grid, fitted on the
+  training split;
 - ``C`` and the mixing weight ``w`` chosen together on the validation
   macro-F1 of the mixture with the encoder's calibrated validation
   probabilities (``w = 1`` is the encoder alone, so validation may switch the
   lexical part off for a task);
 - a temperature for the mixture, ``softmax(log(p_mix) / T)``, fitted on the same
   validation split (NLL), because a mixture of a calibrated encoder and a less
-  calibrated regression is not calibrated itself; it changes no label.
+  calibrated regression is not calibrated itself; it changes no label;
+- then, with ``C``, ``w`` and ``T`` fixed, the vectorisers and the regression
+  fitted once more on training plus validation (``refit_on_validation``): the
+  choices need held-apart texts, the served regression gains from 15% more of
+  them (models/experiments/lexical_refit_validation.json: 20 of 24 held-out
+  figures up over six encoders). The encoder never trains on validation.
 
 It is fitted at the end of ``finsentry train`` (:func:`fit_lexical`) and
 refitted with the analysts' labels by ``finsentry retrain``
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,14 +339,17 @@ def fit_lexical(
     c_grid: Sequence[float] = C_GRID,
     weight_grid: Sequence[float] = WEIGHT_GRID,
     mixing: str = "geometric",
+    refit_on_validation: bool = True,
 ) -> tuple[LexicalModel, dict[str, Any]]:
     """Fit one head per task in ``encoder_validation_probs`` and choose C and w on validation.
 
     ``train``/``validation`` hold objects with ``text`` (normalised), ``task`` and
     ``label`` (head index); ``encoder_validation_probs[task]`` are the encoder's
     calibrated probabilities for that task's validation examples, in order.
+    With ``refit_on_validation``, a head that is mixed in (w < 1) is fitted again
+    on training plus validation once C, w and T are chosen.
     Returns the model and a report (validation macro-F1 of the regression alone per C,
-    and of the mixture per weight at the chosen C).
+    and of the mixture per weight at the chosen C, both from the training-only fits).
     """
     if mixing not in MIXINGS:
         raise LexicalError(f"lexical: mixing must be one of {MIXINGS}, got {mixing!r}")
@@ -392,12 +401,23 @@ def fit_lexical(
             task, c, w, mixing, by_c_and_w[(c, w)],
             by_c_and_w.get((c, 1.0), float("nan")), head.temperature, ece,
         )
+        fitted_on = "train"
+        if refit_on_validation and w < 1.0:
+            started = time.monotonic()
+            vectorizers, x = _fit_vectorizers(texts + val_texts)
+            refitted = _fit_head(task, vectorizers, x, np.concatenate([labels, val_labels]), c)
+            refitted.model_weight, refitted.temperature = w, head.temperature
+            refitted.mixing = mixing
+            head, fitted_on = refitted, "train+validation"
+            log.info("lexical %s: refitted on training plus validation in %.0f s",
+                     task, time.monotonic() - started)
         heads[task] = head
         report[task] = {
             "C": c,
             "model_weight": w,
             "mixing": mixing,
             "temperature": head.temperature,
+            "fitted_on": fitted_on,
             **ece,
             "features": head.n_features,
             "validation_macro_f1_by_C": {

@@ -12,7 +12,8 @@
 - Validation for the temperatures: the original validation split, without the
   texts of new labels, at most ``VALIDATION_LIMIT`` examples.
 - The lexical model (TF-IDF, where the parent has one) is cheap to refit in full:
-  ``lexical_train`` is the whole original training split without the texts of
+  ``lexical_train`` is the whole original training and validation splits (what
+  ``finsentry train`` fits it on once C, w and T are chosen) without the texts of
   new labels, plus the new training labels at ``label_weight``.
 """
 
@@ -115,7 +116,10 @@ def assemble(labels: list[ResolvedLabel], splits: Splits, settings) -> RetrainDa
             "replay": replay_counts,
         },
     }
-    lexical_train = new_weighted + [WeightedExample(e.text, e.task, e.label, 1.0) for e in pool]
+    lexical_pool = pool + [e for e in splits.validation if dedup_key(e.text) not in new_keys]
+    lexical_train = new_weighted + [
+        WeightedExample(e.text, e.task, e.label, 1.0) for e in lexical_pool
+    ]
     return RetrainData(
         train, new_train, new_heldout, splits.heldout, validation, stats, lexical_train
     )

@@ -67,6 +67,25 @@ def test_a_wrong_encoder_gets_little_weight_and_the_mixture_learns_the_cues(data
         assert np.allclose(mixed.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_choices_come_from_training_alone_then_validation_joins_the_fit(data, fitted):
+    train, val = data
+    model, report = fitted
+    # Words that only validation holds (twice each, the vocabulary's minimum).
+    novel = [Ex(f"{e.text} fresh{e.label}", e.task, e.label) for e in val]
+    encoder = {t: one_hot(novel, t, shift=1) for t in N_CLASSES}
+    kept, kept_report = fit_lexical(train, novel, encoder, c_grid=(1.0, 10.0),
+                                    refit_on_validation=False)
+    joined, joined_report = fit_lexical(train, novel, encoder, c_grid=(1.0, 10.0))
+    for task in N_CLASSES:
+        a, b = kept.heads[task], joined.heads[task]
+        assert (a.c, a.model_weight, a.temperature) == (b.c, b.model_weight, b.temperature)
+        assert kept_report[task]["fitted_on"] == "train"
+        assert joined_report[task]["fitted_on"] == report[task]["fitted_on"] == "train+validation"
+        assert "fresh0" not in a.vectorizers["words"].vocabulary_
+        assert "fresh0" in b.vectorizers["words"].vocabulary_
+        assert b.n_features > a.n_features
+
+
 def test_a_perfect_encoder_keeps_all_the_weight(data):
     train, val = data
     model, _ = fit_lexical(train, val, {"sentiment": one_hot(val, "sentiment")},
