@@ -9,8 +9,9 @@ model predicted for the original drops without it:
 
 Positive weights pushed the decision, negative ones pulled against it. Because
 the weights are differences of the model's own calibrated probabilities, they
-are faithful to the model by definition (removing the top words lowers the
-score by at least the top weight), at the cost of ``words + 1`` sequences per
+are faithful to the model by definition (removing a word alone lowers the score
+by exactly its weight; removing several together need not add up, since words
+interact), at the cost of ``words + 1`` sequences per
 text (docs/explain.md has the measured cost). Phrases are runs of adjacent
 words that are among the top words.
 
