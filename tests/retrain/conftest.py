@@ -110,7 +110,7 @@ def _train_current(root: Path, data_dir: Path) -> None:
     logits = compute_logits(model.eval(), tokenizer, [e.text for e in val],
                             max_length_tokens=32, device="cpu")
     probs = {t: softmax(logits[t][[i for i, e in enumerate(val) if e.task == t]]) for t in TASKS}
-    lexical, _ = fit_lexical(splits.train, val, probs, c_grid=(10.0,))
+    lexical, lexical_report = fit_lexical(splits.train, val, probs, c_grid=(10.0,))
     for head in lexical.heads.values():
         head.model_weight = 0.5
     registry = Registry(root, base)
@@ -129,7 +129,7 @@ def _train_current(root: Path, data_dir: Path) -> None:
         },
         max_length_tokens=32,
         temperatures={"topic": 1.0, "sentiment": 1.0},
-        metrics={"tiny": True},
+        metrics={"tiny": True, "lexical": {"tasks": lexical_report}},
         data={"snapshot_hash": splits.snapshot_hash, "label_counts": {}},
         version="v1-tiny",
         lexical=lexical,
