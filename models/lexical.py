@@ -205,6 +205,19 @@ def _fit_head(
     return LexicalHead(task, vectorizers, coef, intercept, float(c), 1.0)
 
 
+def _refitted(
+    head: LexicalHead, texts: Sequence[str], labels: np.ndarray, sample_weight=None
+) -> LexicalHead:
+    """``head`` fitted anew on ``texts`` (new vectorisers) with its C, mixing weight,
+    temperature and mixing."""
+    vectorizers, x = _fit_vectorizers(texts)
+    new = _fit_head(head.task, vectorizers, x, labels, head.c, sample_weight=sample_weight)
+    new.model_weight, new.temperature, new.mixing = (
+        head.model_weight, head.temperature, head.mixing
+    )
+    return new
+
+
 def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
 
@@ -253,14 +266,9 @@ class LexicalModel:
             if not rows:
                 raise LexicalError(f"lexical: no {task} examples to refit on")
             weights = np.array([float(getattr(e, "weight", 1.0)) for e in rows])
-            vectorizers, x = _fit_vectorizers([e.text for e in rows])
-            new = _fit_head(
-                task, vectorizers, x, np.array([e.label for e in rows]), head.c,
-                sample_weight=weights,
+            heads[task] = _refitted(
+                head, [e.text for e in rows], np.array([e.label for e in rows]), weights
             )
-            new.model_weight, new.temperature = head.model_weight, head.temperature
-            new.mixing = head.mixing
-            heads[task] = new
         return LexicalModel(heads)
 
     # -- storage -------------------------------------------------------------
@@ -404,11 +412,8 @@ def fit_lexical(
         fitted_on = "train"
         if refit_on_validation and w < 1.0:
             started = time.monotonic()
-            vectorizers, x = _fit_vectorizers(texts + val_texts)
-            refitted = _fit_head(task, vectorizers, x, np.concatenate([labels, val_labels]), c)
-            refitted.model_weight, refitted.temperature = w, head.temperature
-            refitted.mixing = mixing
-            head, fitted_on = refitted, "train+validation"
+            head = _refitted(head, texts + val_texts, np.concatenate([labels, val_labels]))
+            fitted_on = "train+validation"
             log.info("lexical %s: refitted on training plus validation in %.0f s",
                      task, time.monotonic() - started)
         heads[task] = head

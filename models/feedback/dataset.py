@@ -95,7 +95,8 @@ def assemble(labels: list[ResolvedLabel], splits: Splits, settings) -> RetrainDa
     )
     replay = random.Random(settings.seed).sample(pool, min(wanted, len(pool)))
     train += [WeightedExample(e.text, e.task, e.label, 1.0) for e in replay]
-    validation = [e for e in splits.validation if dedup_key(e.text) not in new_keys]
+    unlabelled_validation = [e for e in splits.validation if dedup_key(e.text) not in new_keys]
+    validation = unlabelled_validation
     if len(validation) > VALIDATION_LIMIT:
         validation = random.Random(settings.seed + 1).sample(validation, VALIDATION_LIMIT)
     replay_counts = {t: {} for t in TASKS}
@@ -116,9 +117,8 @@ def assemble(labels: list[ResolvedLabel], splits: Splits, settings) -> RetrainDa
             "replay": replay_counts,
         },
     }
-    lexical_pool = pool + [e for e in splits.validation if dedup_key(e.text) not in new_keys]
     lexical_train = new_weighted + [
-        WeightedExample(e.text, e.task, e.label, 1.0) for e in lexical_pool
+        WeightedExample(e.text, e.task, e.label, 1.0) for e in pool + unlabelled_validation
     ]
     return RetrainData(
         train, new_train, new_heldout, splits.heldout, validation, stats, lexical_train
