@@ -15,7 +15,10 @@ each serving the entry as the service does: where the entry has a TF-IDF model
 (``lexical_items_per_s``; the pipeline baseline runs the encoder only).
 Agreement is the share of identical sentiment and topic labels versus the
 engine in fp32; the pipeline itself is checked against fp32 too (same network,
-so it should be 100%). Prints one JSON object; writes bench/results/.
+so it should be 100%). Where CUDA is present the pipeline also runs with
+``device=0`` (``baseline_cuda_items_per_s``), the CUDA modes are timed on the
+headlines repeated 8 times, and the encoder alone is timed per batch size
+(``cuda_encoder_only``). Prints one JSON object; writes bench/results/.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 log = logging.getLogger("bench.classifier")
+
+CUDA_TEXT_COPIES = 8
+CUDA_SWEEP_BATCH_SIZES = (256, 512, 1024, 2048)
 
 
 def load_headlines(n: int | None = None) -> list[str]:
@@ -103,8 +109,8 @@ def code_version() -> str:
         return "unknown"
 
 
-def hf_pipeline(model, tokenizer):
-    """``pipeline("text-classification")`` over the merged encoder + sentiment head."""
+def hf_pipeline(model, tokenizer, **options):
+    """``pipeline("text-classification", **options)`` over the merged encoder + sentiment head."""
     from transformers import pipeline
     from transformers.modeling_outputs import SequenceClassifierOutput
     from transformers.models.bert.modeling_bert import BertPreTrainedModel
@@ -134,7 +140,7 @@ def hf_pipeline(model, tokenizer):
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity(hf_logging.CRITICAL)
     try:
-        return pipeline("text-classification", model=wrapped, tokenizer=tokenizer)
+        return pipeline("text-classification", model=wrapped, tokenizer=tokenizer, **options)
     finally:
         hf_logging.set_verbosity(previous)
 
@@ -157,6 +163,35 @@ def engine_for(loaded, model, *, lexical: bool = True, **options):
         normalise=normalise_text,
         lexical=loaded.lexical if lexical else None,
     )
+
+
+def cuda_encoder_sweep(loaded, texts, repeats: int) -> dict:
+    """The encoder alone on CUDA bf16 (no TF-IDF part) per batch size: how fast MiniLM
+    itself goes on this GPU, and where the time of one call goes."""
+    import torch
+
+    from models.data import normalise_text
+
+    clean = [normalise_text(t) for t in texts]
+    sweep = {}
+    for batch_size in CUDA_SWEEP_BATCH_SIZES:
+        engine = engine_for(
+            loaded, copy.deepcopy(loaded.model), lexical=False, device="cuda",
+            precision="bf16", batch_size=batch_size,
+        )
+        engine.probabilities(clean[:4096])  # warm-up
+        best = 0.0
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            engine.probabilities(clean)
+            best = max(best, len(clean) / (time.perf_counter() - started))
+        sweep[str(batch_size)] = round(best, 1)
+        log.info("cuda/bf16 encoder alone, batch %d: %.0f items/s", batch_size, best)
+    started = time.perf_counter()  # the engine's tokenizer: part of the CPU's share
+    engine.token_ids(clean)
+    sweep["engine_tokenize_items_per_s"] = round(len(clean) / (time.perf_counter() - started), 1)
+    return sweep
 
 
 def timed(fn, texts) -> tuple[float, float, object]:
@@ -245,6 +280,15 @@ def main() -> None:
     baseline_1t_ips, _, _ = timed(pipe, one_thread)
     torch.set_num_threads(default_threads)
     log.info("hf pipeline: %.0f items/s (%.0f on one thread)", baseline_ips, baseline_1t_ips)
+    baseline_cuda_ips = None
+    if torch.cuda.is_available():
+        # What a user with a GPU writes: the same pipeline with device=0 (fp32, one text
+        # per forward pass).
+        pipe_cuda = hf_pipeline(copy.deepcopy(loaded.model), loaded.tokenizer, device=0)
+        pipe_cuda(baseline_texts[:20])
+        baseline_cuda_ips, _, _ = timed(pipe_cuda, baseline_texts)
+        del pipe_cuda
+        log.info("hf pipeline on CUDA: %.0f items/s", baseline_cuda_ips)
 
     modes = [("cpu", "fp32"), ("cpu", "int8")]
     if cpu_has_native_bf16():
@@ -269,12 +313,18 @@ def main() -> None:
     wall: dict[str, float] = dict.fromkeys(engines, 0.0)
     cpu: dict[str, float] = dict.fromkeys(engines, 0.0)
     outputs: dict[str, tuple] = {}
+    # A GPU scores the headlines in a fraction of a second: it is timed on them repeated
+    # CUDA_TEXT_COPIES times (labels are compared on the first copy).
+    cuda_texts = texts * CUDA_TEXT_COPIES
     for _ in range(repeats):
         for name, engine in engines.items():
+            batch = cuda_texts if name.startswith("cuda/") else texts
             started, started_cpu = time.perf_counter(), time.process_time()
-            outputs[name] = engine.probabilities(texts)
-            wall[name] = max(wall[name], len(texts) / (time.perf_counter() - started))
-            cpu[name] = max(cpu[name], len(texts) / (time.process_time() - started_cpu))
+            topic, sentiment = engine.probabilities(batch)
+            wall[name] = max(wall[name], len(batch) / (time.perf_counter() - started))
+            cpu[name] = max(cpu[name], len(batch) / (time.process_time() - started_cpu))
+            outputs[name] = (topic[: len(texts)], sentiment[: len(texts)])
+    cuda_encoder = cuda_encoder_sweep(loaded, cuda_texts, repeats) if "cuda/bf16" in engines else None
     lexical_ips = None
     if loaded.lexical is not None:
         # What the mixture adds per call: both heads' TF-IDF probabilities on the same
@@ -342,11 +392,19 @@ def main() -> None:
         "cpu_time_speedup_vs_hf_pipeline": round(
             results[cpu_best]["items_per_cpu_s"] / baseline_cpu_ips, 2
         ),
+        "baseline_cuda_items_per_s": None
+        if baseline_cuda_ips is None
+        else round(baseline_cuda_ips, 1),
+        "speedup_vs_hf_pipeline_cuda": None
+        if baseline_cuda_ips is None
+        else round(results[best]["items_per_s"] / baseline_cuda_ips, 2),
+        "cuda_timed_items": len(cuda_texts) if cuda_encoder else None,
+        "cuda_encoder_only": cuda_encoder,
         "hardware": {**hardware(), "torch_threads": threads},
         "engine_cpu_parallelism": "batches: one torch thread per core, sub-batches in parallel",
         "code_version": code_version(),
         "note": (
-            "2 cores shared with other processes (load_average_1m). items_per_s is wall "
+            "Cores shared with other processes (load_average_1m). items_per_s is wall "
             "clock, the headline; items_per_cpu_s is this process's CPU time, less "
             "sensitive to other load (torch threads spin while waiting, so it is not "
             "immune either)."

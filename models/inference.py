@@ -3,7 +3,7 @@
 One :class:`InferenceEngine` wraps one loaded model. ``predict(texts)`` turns
 texts into :class:`~pipeline.classify.engine.Prediction` objects, in order:
 
-1. tokenise the whole call at once (fast tokenizer), truncating each text to
+1. tokenise the whole call at once (the fast tokenizer's Rust core), truncating each text to
    ``max_tokens`` (``long_text="head"``: the title and the lead, which is what
    ``RawArticle.text`` puts first) or splitting it into overlapping chunks whose
    probabilities are averaged, weighted by chunk length (``long_text="chunks"``);
@@ -11,9 +11,12 @@ texts into :class:`~pipeline.classify.engine.Prediction` objects, in order:
    each padded only to its own longest sequence, so short headlines never pay
    for a long article;
 3. run the forward pass under ``torch.inference_mode()`` in the chosen
-   precision; softmax with the per-head temperatures (calibration) in fp32;
+   precision; softmax with the per-head temperatures (calibration) in fp32. On
+   CUDA every batch is queued before the first result is read back (one
+   synchronisation per call);
 4. where the entry has one, mix in its TF-IDF model's probabilities
-   (``models.lexical``: ``w * p_encoder + (1 - w) * p_lexical`` per task).
+   (``models.lexical``: ``w * p_encoder + (1 - w) * p_lexical`` per task). On
+   CUDA the TF-IDF part runs on a CPU thread while the GPU runs the encoder.
 
 Precisions: on CUDA ``bf16`` (default), ``fp16`` or ``fp32``, inputs copied
 from pinned memory without blocking. On CPU ``fp32``, ``bf16`` (only where the
@@ -263,6 +266,7 @@ class InferenceEngine:
         elif torch.get_num_threads() != cores:
             torch.set_num_threads(cores)
         self._pool = ThreadPoolExecutor(self.workers, "engine") if self.workers > 1 else None
+        self._lexical_pool = ThreadPoolExecutor(1, "engine-tfidf") if self._on_cuda else None
         self._version = version
         self.topic_names = tuple(topic_names)
         self.sentiment_names = tuple(sentiment_names)
@@ -285,6 +289,7 @@ class InferenceEngine:
                     f"engine: temperature of the {head} head must be > 0, got {value}"
                 )
         self.tokenizer = tokenizer
+        self._encode_head = _head_encoder(tokenizer, self.options.max_tokens)
         pad = tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else 0)
         started = time.perf_counter()
@@ -324,15 +329,23 @@ class InferenceEngine:
             return np.zeros((0, len(self.topic_names)), np.float32), np.zeros((0, 3), np.float32)
         if self._normalise is not None:
             texts = [self._normalise(t) for t in texts]
-        topic, sentiment = self._encoder_probabilities(texts)
         if self.lexical is None:
-            return topic, sentiment
-        mixed = self.lexical.mix_all({"topic": topic, "sentiment": sentiment}, texts)
+            return self._encoder_probabilities(texts)
+        if self._on_cuda:
+            # The TF-IDF part runs on the CPU while the GPU runs the encoder; in turn it
+            # would cap the served rate at the TF-IDF's own (docs/benchmarks.md).
+            lexical = self._lexical_pool.submit(self.lexical.scores, texts)
+            topic, sentiment = self._encoder_probabilities(texts)
+            scores = lexical.result()
+        else:
+            topic, sentiment = self._encoder_probabilities(texts)
+            scores = self.lexical.scores(texts)
+        mixed = self.lexical.mix_scores({"topic": topic, "sentiment": sentiment}, scores)
         return mixed["topic"], mixed["sentiment"]
 
     def _encoder_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         n = len(texts)
-        ids, owners = self._tokenize(texts)
+        ids, owners = self.token_ids(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
         topic = np.empty((len(ids), len(self.topic_names)), np.float32)
@@ -342,11 +355,22 @@ class InferenceEngine:
         def run(rows: np.ndarray) -> None:
             with torch.inference_mode():  # thread-local: entered in the worker
                 t, s = self._forward([ids[i] for i in rows], int(lengths[rows[-1]]))
-            topic[rows] = t  # disjoint rows per batch: no lock needed
-            sentiment[rows] = s
+            topic[rows] = t.cpu().numpy()  # disjoint rows per batch: no lock needed
+            sentiment[rows] = s.cpu().numpy()
 
         batches = [order[start : start + size] for start in range(0, len(order), size)]
-        if self._pool is None or len(batches) == 1:
+        if self._on_cuda:
+            # Queue every batch before reading any result back: one synchronisation per
+            # call instead of one per batch keeps the GPU busy while Python pads the next.
+            with torch.inference_mode():
+                outputs = [
+                    self._forward([ids[i] for i in rows], int(lengths[rows[-1]]))
+                    for rows in batches
+                ]
+                every = np.concatenate(batches)
+                topic[every] = torch.cat([t for t, _ in outputs]).cpu().numpy()
+                sentiment[every] = torch.cat([s for _, s in outputs]).cpu().numpy()
+        elif self._pool is None or len(batches) == 1:
             for rows in batches:
                 run(rows)
         else:
@@ -357,9 +381,13 @@ class InferenceEngine:
             return topic, sentiment
         return _aggregate(topic, owners, lengths, n), _aggregate(sentiment, owners, lengths, n)
 
-    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray | None]:
+    def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray | None]:
+        """The token ids the engine scores for normalised ``texts``, and for ``chunks`` the
+        text each chunk belongs to (None in ``head`` mode: one sequence per text)."""
         opts = self.options
         if opts.long_text == "head":
+            if self._encode_head is not None:
+                return self._encode_head(list(texts)), None
             encoded = self.tokenizer(list(texts), truncation=True, max_length=opts.max_tokens)
             return encoded["input_ids"], None
         encoded = self.tokenizer(
@@ -389,7 +417,8 @@ class InferenceEngine:
             owners = owners[keep]
         return ids, owners
 
-    def _forward(self, batch: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, batch: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated (topic, sentiment) probabilities of one batch, fp32, on the model's device."""
         input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, seq in enumerate(batch):
@@ -404,7 +433,7 @@ class InferenceEngine:
         sentiment = torch.softmax(
             out["sentiment_logits"].float() / self.sentiment_temperature, dim=-1
         )
-        return topic.cpu().numpy(), sentiment.cpu().numpy()
+        return topic, sentiment
 
     def _predictions(self, topic: np.ndarray, sentiment: np.ndarray) -> list[Prediction]:
         topic_idx = topic.argmax(axis=1)
@@ -424,6 +453,22 @@ class InferenceEngine:
                 )
             )
         return out
+
+
+def _head_encoder(tokenizer: Any, max_tokens: int) -> Callable[[list[str]], list[list[int]]] | None:
+    """For a fast tokenizer, its Rust tokenizer truncating to ``max_tokens``: the same ids
+    as ``tokenizer(texts, truncation=True, max_length=max_tokens)`` without building a
+    BatchEncoding, which cost three quarters of the tokenizer's time (docs/benchmarks.md,
+    CUDA). None for a slow tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    own = Tokenizer.from_str(backend.to_str())  # a copy: the caller's keeps its settings
+    own.enable_truncation(max_length=max_tokens)
+    own.no_padding()
+    return lambda texts: [encoding.ids for encoding in own.encode_batch(texts)]
 
 
 def _unit(value: float) -> float:

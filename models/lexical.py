@@ -235,16 +235,25 @@ class LexicalModel:
 
     def mix_all(self, probs: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
         """``mix`` for every task in ``probs``, analysing each text once for all of them."""
-        mixing = [t for t in probs if t in self.heads and self.heads[t].model_weight < 1.0]
-        if not mixing or len(texts) == 0:
-            return dict(probs)
+        return self.mix_scores(probs, self.scores(texts))
+
+    def scores(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each mixed-in head's logits for ``texts`` (each text analysed once for all heads);
+        needs no encoder output, so it can run beside the encoder."""
+        if len(texts) == 0 or not any(h.model_weight < 1.0 for h in self.heads.values()):
+            return {}
         if self._features is None:
             self._features = SharedTfidf(
                 [h for h in self.heads.values() if h.model_weight < 1.0], KIND_NAMES
             )
-        scores = self._features.scores(texts)
+        return self._features.scores(texts)
+
+    def mix_scores(
+        self, probs: dict[str, np.ndarray], scores: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """``probs`` with each task that has ``scores`` (from :meth:`scores`) mixed in."""
         return {
-            task: self.heads[task].mixed(p, softmax(scores[task])) if task in mixing else p
+            task: self.heads[task].mixed(p, softmax(scores[task])) if task in scores else p
             for task, p in probs.items()
         }
 

@@ -80,6 +80,14 @@ def test_temperature_above_one_lowers_confidence_without_changing_labels(registr
         assert warm.topic_score < cold.topic_score
 
 
+def test_head_mode_tokenises_exactly_like_the_hf_tokenizer(fp32):
+    texts = [*TEXTS, " ".join(TEXTS * 4), "", "é" * 300]
+    expected = fp32.tokenizer(texts, truncation=True, max_length=fp32.options.max_tokens)
+    ids, owners = fp32.token_ids(texts)
+    assert owners is None and ids == expected["input_ids"]
+    assert max(len(x) for x in ids) == fp32.options.max_tokens
+
+
 def test_empty_input_gives_no_predictions(fp32):
     assert fp32.predict([]) == []
 
