@@ -194,6 +194,55 @@ def cuda_encoder_sweep(loaded, texts, repeats: int) -> dict:
     return sweep
 
 
+def _replica(registry_dir, device, texts, barrier, results) -> None:
+    """One replica in its own process (spawned): load the current entry as the service
+    does, warm up, wait for the others, score ``texts`` twice; report both spans."""
+    from models.inference import EngineOptions, engine_from_registry
+    from models.registry import Registry
+    from pipeline.settings import ModelSettings
+
+    settings = ModelSettings(**({"registry_dir": registry_dir} if registry_dir else {}))
+    engine = engine_from_registry(
+        Registry.from_settings(settings), options=EngineOptions(device=device, batch_size=512)
+    )
+    engine.probabilities(texts[:4096])
+    spans = []
+    for _ in range(2):
+        barrier.wait()
+        started = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+        engine.probabilities(texts)
+        spans.append((started, time.perf_counter()))
+    results.put(spans)
+
+
+def replicas_throughput(registry_dir, device: str, texts: list[str], counts) -> dict:
+    """Items/s of ``k`` engines in ``k`` processes sharing this machine's GPU, each
+    serving the entry as the service does (its own TF-IDF part): the classifier
+    service run as ``k`` replicas of one consumer group, without the broker."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    out = {}
+    for k in counts:
+        barrier, results = context.Barrier(k), context.Queue()
+        workers = [
+            context.Process(target=_replica, args=(registry_dir, device, texts, barrier, results))
+            for _ in range(k)
+        ]
+        for worker in workers:
+            worker.start()
+        spans = [results.get(timeout=600) for _ in workers]
+        for worker in workers:
+            worker.join()
+        best = max(
+            k * len(texts) / (max(s[r][1] for s in spans) - min(s[r][0] for s in spans))
+            for r in range(2)
+        )
+        out[str(k)] = round(best, 1)
+        log.info("%d replicas on %s: %.0f items/s together", k, device, best)
+    return out
+
+
 def timed(fn, texts) -> tuple[float, float, object]:
     """(items per wall second, items per CPU second of this process, result)."""
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -225,6 +274,12 @@ def main() -> None:
         help="engine sequences per pass (default: the engine's, 32 CPU / 512 CUDA)",
     )
     parser.add_argument("--out", type=Path, default=None, help="result file")
+    parser.add_argument(
+        "--replicas",
+        default="",
+        help="CUDA only: comma-separated replica counts (e.g. 1,4,8); each runs that many "
+        "engines in their own processes on the one GPU, as service replicas would",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING if args.json else logging.INFO,
@@ -325,6 +380,12 @@ def main() -> None:
             cpu[name] = max(cpu[name], len(batch) / (time.process_time() - started_cpu))
             outputs[name] = (topic[: len(texts)], sentiment[: len(texts)])
     cuda_encoder = cuda_encoder_sweep(loaded, cuda_texts, repeats) if "cuda/bf16" in engines else None
+    counts = [int(k) for k in args.replicas.split(",") if k.strip()]
+    replicas = (
+        replicas_throughput(args.registry, "cuda", cuda_texts, counts)
+        if counts and "cuda/bf16" in engines
+        else None
+    )
     lexical_ips = None
     if loaded.lexical is not None:
         # What the mixture adds per call: both heads' TF-IDF probabilities on the same
@@ -400,6 +461,7 @@ def main() -> None:
         else round(results[best]["items_per_s"] / baseline_cuda_ips, 2),
         "cuda_timed_items": len(cuda_texts) if cuda_encoder else None,
         "cuda_encoder_only": cuda_encoder,
+        "cuda_replicas_items_per_s": replicas,
         "hardware": {**hardware(), "torch_threads": threads},
         "engine_cpu_parallelism": "batches: one torch thread per core, sub-batches in parallel",
         "code_version": code_version(),
