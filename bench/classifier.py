@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import queue
 import subprocess
 import sys
 import time
@@ -231,7 +232,16 @@ def replicas_throughput(registry_dir, device: str, texts: list[str], counts) -> 
         ]
         for worker in workers:
             worker.start()
-        spans = [results.get(timeout=600) for _ in workers]
+        spans = []
+        while len(spans) < k:
+            try:
+                spans.append(results.get(timeout=5))
+            except queue.Empty:
+                failed = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+                if failed:
+                    for worker in workers:
+                        worker.kill()
+                    raise RuntimeError(f"a replica process failed (exit codes {failed})") from None
         for worker in workers:
             worker.join()
         best = max(

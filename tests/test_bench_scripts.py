@@ -31,3 +31,16 @@ def test_the_cheap_quick_benchmarks_run_and_write_their_result(name, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(out.read_text())["quick"] is True
+
+
+def test_replicas_run_in_their_own_processes_and_report_their_joint_rate():
+    """bench/classifier.py --replicas (CUDA only in the script); the mechanism on CPU."""
+    sys.path.insert(0, str(BENCH))  # the spawned replicas import it from there too
+    try:
+        import classifier
+
+        texts = classifier.load_headlines(40)
+        rates = classifier.replicas_throughput(None, "cpu", texts, [2])
+    finally:
+        sys.path.remove(str(BENCH))
+    assert set(rates) == {"2"} and rates["2"] > 0
