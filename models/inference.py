@@ -266,7 +266,8 @@ class InferenceEngine:
         elif torch.get_num_threads() != cores:
             torch.set_num_threads(cores)
         self._pool = ThreadPoolExecutor(self.workers, "engine") if self.workers > 1 else None
-        self._lexical_pool = ThreadPoolExecutor(1, "engine-tfidf") if self._on_cuda else None
+        on_gpu_with_tfidf = self._on_cuda and lexical is not None
+        self._lexical_pool = ThreadPoolExecutor(1, "engine-tfidf") if on_gpu_with_tfidf else None
         self._version = version
         self.topic_names = tuple(topic_names)
         self.sentiment_names = tuple(sentiment_names)

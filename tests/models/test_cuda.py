@@ -1,7 +1,7 @@
 """The CUDA paths (engine precisions, the TF-IDF overlap, bf16 training) on the tiny encoder.
 
 They need a CUDA device and say so when skipped: CI has none. Run them on a GPU
-machine with ``pytest tests/models/test_cuda.py`` (bench/device_check.sh does,
+machine with ``pytest tests/models/test_cuda.py`` (``bash bench/gpu.sh`` does,
 with the classifier benchmark); docs/benchmarks.md records the last run.
 """
 
