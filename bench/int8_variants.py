@@ -16,7 +16,14 @@ what finer activation scales buy, on the same merged encoder and headlines
   so the quantise/dequantise steps fuse;
 - ``torchao Int8DynamicActivationInt8Weight``: torchao's equivalent, when the
   ``torchao`` package is installed (it is not a finsentry dependency:
-  ``pip install torchao`` to include this row).
+  ``pip install torchao`` to include this row);
+- ``onnxruntime ...``: the encoder exported to ONNX (eager attention, fused by
+  onnxruntime's BERT optimiser) and run by onnxruntime in fp32, in dynamic
+  int8 (weights per channel, activations per tensor, like torch.ao) and as
+  8-bit ``MatMulNBits`` with int8 compute (weights and activations quantised in
+  blocks of 32 along the inner dimension), when ``onnxruntime`` and ``onnx``
+  are installed (not finsentry dependencies: ``pip install onnxruntime onnx``
+  to include these rows).
 
 ``second_look`` answers one more question: how fast would int8 be with bf16
 scoring again the texts int8 is unsure of (top two probabilities closer than a
@@ -34,6 +41,7 @@ import copy
 import json
 import logging
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -101,11 +109,112 @@ def torchao_int8(model):
     return model
 
 
+def onnxruntime_variants(merged, sample_ids, work_dir: Path) -> dict:
+    """Builders of engine-servable modules that run ``merged`` in onnxruntime, by variant name.
+
+    ``merged`` is exported once (legacy exporter, eager attention so that the optimiser
+    can fuse it), fused by onnxruntime's BERT optimiser, then quantised per variant.
+    Each session uses one thread: the engine runs one batch per core on its own threads.
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+    from onnxruntime.transformers import optimizer
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            return out["topic_logits"], out["sentiment_logits"]
+
+    class SessionModule(torch.nn.Module):
+        """Serves an onnxruntime session where the engine expects the torch model."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+
+        def forward(self, input_ids, attention_mask):
+            feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+            topic, sentiment = self.session.run(None, feed)
+            return {
+                "topic_logits": torch.from_numpy(topic),
+                "sentiment_logits": torch.from_numpy(sentiment),
+            }
+
+    model = copy.deepcopy(merged)
+    model.encoder.config._attn_implementation = "eager"  # sdpa's graph is not fused
+    exported, fused = work_dir / "encoder.onnx", work_dir / "encoder.fused.onnx"
+    dims = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's own deprecation notices
+        torch.onnx.export(
+            Logits(model).eval(),
+            (sample_ids, torch.ones_like(sample_ids)),
+            str(exported),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["topic_logits", "sentiment_logits"],
+            dynamic_axes={"input_ids": dims, "attention_mask": dims},
+            opset_version=17,
+            dynamo=False,
+        )
+    config = model.encoder.config
+    optimizer.optimize_model(
+        str(exported),
+        model_type="bert",
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+    ).save_model_to_file(str(fused))
+
+    def int8() -> SessionModule:
+        path = work_dir / "encoder.int8.onnx"
+        quantize_dynamic(
+            fused,
+            path,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        return SessionModule(path)
+
+    def nbits8() -> SessionModule:
+        path = work_dir / "encoder.nbits8.onnx"
+        quantizer = MatMulNBitsQuantizer(
+            onnx.load(str(fused)),
+            algo_config=DefaultWeightOnlyQuantConfig(
+                block_size=32, is_symmetric=True, accuracy_level=4, bits=8
+            ),
+        )
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(path), False)
+        return SessionModule(path)
+
+    version = ort.__version__
+    return {
+        f"onnxruntime {version} fp32": lambda: SessionModule(fused),
+        ORT_INT8.format(version=version): int8,
+        f"onnxruntime {version} MatMulNBits 8-bit, blocks of 32, int8 compute": nbits8,
+    }
+
+
 #: Names of the variants (keys of the result) that the second-look sweep combines.
 BF16 = "bf16 (auto on this CPU)"
 ENGINE_INT8 = "torch.ao per-tensor activations (engine int8)"
 ROW_INT8_EAGER = "per-row activations, eager"
 ROW_INT8_COMPILED = "per-row activations, torch.compile"
+ORT_INT8 = "onnxruntime {version} int8, activations per tensor"
 #: Top-two probability gaps under which a text would be scored again in bf16.
 SECOND_LOOK_MARGINS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
@@ -192,6 +301,19 @@ def main() -> None:
     except ImportError:
         torchao = None
         log.info("torchao not installed: its row is skipped (pip install torchao to include it)")
+    onnx_dir = tempfile.TemporaryDirectory(prefix="finsentry-onnx-")
+    try:
+        import onnxruntime
+
+        sample = torch.tensor([loaded.tokenizer("Fed holds rates steady")["input_ids"]] * 2)
+        for name, build in onnxruntime_variants(merged, sample, Path(onnx_dir.name)).items():
+            variants[name] = lambda build=build: engine(build(), "fp32")
+    except ImportError:
+        onnxruntime = None
+        log.info(
+            "onnxruntime or onnx not installed: their rows are skipped "
+            "(pip install onnxruntime onnx to include them)"
+        )
 
     results: dict[str, dict] = {}
     outputs: dict[str, tuple] = {}
@@ -216,10 +338,14 @@ def main() -> None:
             "sentiment_agreement_with_fp32": round(float(np.mean(labels[1] == reference[1])), 4),
         }
         log.info("%s: %s", name, results[name])
+    firsts = [ENGINE_INT8, ROW_INT8_EAGER, ROW_INT8_COMPILED]
+    if onnxruntime is not None:
+        firsts.append(ORT_INT8.format(version=onnxruntime.__version__))
     second_look = {
         first: second_look_sweep(outputs[first], outputs[BF16], reference, results, first, BF16)
-        for first in (ENGINE_INT8, ROW_INT8_EAGER, ROW_INT8_COMPILED)
+        for first in firsts
     }
+    onnx_dir.cleanup()
     report = {
         "benchmark": "int8_variants",
         "model_version": entry.version,
@@ -229,6 +355,7 @@ def main() -> None:
         "variants": results,
         "second_look": second_look,
         "torchao": None if torchao is None else torchao.__version__,
+        "onnxruntime": None if onnxruntime is None else onnxruntime.__version__,
         "hardware": hardware(),
         "code_version": code_version(),
     }
