@@ -1,6 +1,10 @@
 import csv
+import html
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.data import (
     SOURCE_FILES,
@@ -19,6 +23,36 @@ def test_normalise_text():
         normalise_text("AT&amp;T  beats\n estimates https://t.co/abc123 ") == "AT&T beats estimates"
     )
     assert dedup_key("Stocks RISE  https://t.co/x") == dedup_key("stocks rise https://t.co/y")
+
+
+#: What normalise_text is defined to do, written the plain (slower) way: it must never change,
+#: or the splits, dedup keys and held-out files move.
+_REFERENCE_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+
+
+def _reference_normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", _REFERENCE_URL.sub(" ", html.unescape(text))).strip()
+
+
+_TRICKY = st.sampled_from(
+    ["http://", "HTTPS://", "hTtP\u017f://", "www.", "WwW.", "&amp;", "&#x20;", "&nbsp;",
+     "\u00a0", "\u2028", "\x1c", "\u3000", "\t", "\n", " ", "t.co/x", "$AAPL", "\u017f"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_TRICKY, st.text(max_size=6)), max_size=12).map("".join))
+def test_normalise_text_matches_its_plain_definition(text):
+    assert normalise_text(text) == _reference_normalise(text)
+
+
+def test_normalise_text_matches_its_plain_definition_on_the_training_data():
+    from models.data import DATA_DIR
+
+    for name in SOURCE_FILES.values():
+        with open(DATA_DIR / name, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                assert normalise_text(row["text"]) == _reference_normalise(row["text"])
 
 
 def test_deduplicate_keeps_one_per_near_duplicate_group():
