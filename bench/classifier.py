@@ -146,6 +146,15 @@ def hf_pipeline(model, tokenizer, **options):
         hf_logging.set_verbosity(previous)
 
 
+def write_result(report: dict, name: str, quick: bool, out: Path | None) -> Path:
+    """Write ``report`` to ``out`` or bench/results/<name>[.quick].json and print it."""
+    out = out or REPO / "bench" / "results" / (f"{name}.quick.json" if quick else f"{name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return out
+
+
 def engine_for(loaded, model, *, lexical: bool = True, **options):
     """An InferenceEngine serving ``model`` (a copy of ``loaded.model``, maybe altered) as
     the registry entry ``loaded`` would be served; ``options`` go to EngineOptions."""

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import sys
 import tempfile
@@ -49,7 +48,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from classifier import code_version, engine_for, hardware, load_headlines  # noqa: E402
+from classifier import (  # noqa: E402
+    code_version,
+    engine_for,
+    hardware,
+    load_headlines,
+    write_result,
+)
 
 log = logging.getLogger("bench.int8_variants")
 
@@ -359,12 +364,7 @@ def main() -> None:
         "hardware": hardware(),
         "code_version": code_version(),
     }
-    out = args.out or REPO / "bench" / "results" / (
-        "int8_variants.quick.json" if args.quick else "int8_variants.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_result(report, "int8_variants", args.quick, args.out)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from classifier import code_version, hardware  # noqa: E402
+from classifier import code_version, hardware, write_result  # noqa: E402
 
 log = logging.getLogger("bench.knn_mixture")
 
@@ -237,12 +236,7 @@ def main() -> None:
         "hardware": hardware(),
         "code_version": code_version(),
     }
-    out = args.out or REPO / "bench" / "results" / (
-        "knn_mixture.quick.json" if args.quick else "knn_mixture.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_result(report, "knn_mixture", args.quick, args.out)
 
 
 if __name__ == "__main__":
