@@ -146,12 +146,21 @@ def hf_pipeline(model, tokenizer, **options):
         hf_logging.set_verbosity(previous)
 
 
-def write_result(report: dict, name: str, quick: bool, out: Path | None) -> Path:
-    """Write ``report`` to ``out`` or bench/results/<name>[.quick].json and print it."""
+def write_result(
+    report: dict,
+    name: str,
+    quick: bool,
+    out: Path | None,
+    *,
+    sort_keys: bool = False,
+    one_line: bool = False,
+) -> Path:
+    """Write ``report`` to ``out`` or bench/results/<name>[.quick].json and print it
+    (on one line with ``one_line``, for ``--json``)."""
     out = out or REPO / "bench" / "results" / (f"{name}.quick.json" if quick else f"{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    out.write_text(json.dumps(report, indent=2, sort_keys=sort_keys) + "\n")
+    print(json.dumps(report, indent=None if one_line else 2, sort_keys=sort_keys))
     return out
 
 
@@ -491,16 +500,7 @@ def main() -> None:
             "immune either)."
         ),
     }
-    out = args.out or REPO / "bench" / "results" / (
-        "classifier.quick.json" if args.quick else "classifier.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    print(
-        json.dumps(report, sort_keys=True)
-        if args.json
-        else json.dumps(report, indent=2, sort_keys=True)
-    )
+    write_result(report, "classifier", args.quick, args.out, sort_keys=True, one_line=args.json)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Writes bench/results/service.json (``service.quick.json`` with --quick).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -41,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from classifier import code_version, hardware, load_headlines  # noqa: E402
+from classifier import code_version, hardware, load_headlines, write_result  # noqa: E402
 
 log = logging.getLogger("bench.service")
 
@@ -279,16 +278,7 @@ def main() -> None:
         }
     )
     log_path.unlink(missing_ok=True)
-    out = args.out or REPO / "bench" / "results" / (
-        "service.quick.json" if args.quick else "service.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    print(
-        json.dumps(report, sort_keys=True)
-        if args.json
-        else json.dumps(report, indent=2, sort_keys=True)
-    )
+    write_result(report, "service", args.quick, args.out, sort_keys=True, one_line=args.json)
 
 
 if __name__ == "__main__":
