@@ -129,6 +129,10 @@ class TrainConfig:
     #: (avx512_bf16/AMX; elsewhere it is emulated and slower, so fp32 stays). CUDA
     #: always trains under bf16 autocast.
     cpu_bf16_autocast: bool = False
+    #: Compute the embeddings and the bottom layers that have no trainable weight once,
+    #: before the first epoch, instead of in every step (models/prefix_cache.py;
+    #: BERT-style encoders). Those layers then run without dropout in training.
+    cache_frozen_prefix: bool = False
     #: Soft labels of a larger teacher to learn from as well (None: gold labels only).
     distillation: DistillationConfig | None = None
 

@@ -130,7 +130,13 @@ class MultiTaskClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
+        return self.heads(out.last_hidden_state, attention_mask)
+
+    def heads(
+        self, token_states: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Pool the encoder's last token states and apply both heads."""
+        pooled = self.dropout(mean_pool(token_states, attention_mask))
         return {
             "topic_logits": self.topic_head(pooled),
             "sentiment_logits": self.sentiment_head(pooled),

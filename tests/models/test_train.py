@@ -94,3 +94,20 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_root, tmp_path, monkey
     assert "resumed from" in caplog.text
     assert entry.metrics["validation_macro_f1"] >= 0
     assert not list((tmp_path / "ckpt").glob("*.pt"))
+
+
+def test_training_on_the_cached_frozen_prefix(tiny_root, tmp_path, caplog):
+    config = tiny_config(
+        tiny_root,
+        tmp_path,
+        adapter=AdapterConfig(
+            rank=4, alpha=8, target_modules=["query", "value"],
+            options={"layers_to_transform": [1]},
+        ),
+        cache_frozen_prefix=True,
+    )
+    caplog.set_level("INFO", logger="models.prefix_cache")
+    entry = train(config, tiny_settings(tiny_root), progress=False)
+    assert "cached the embeddings and 1 frozen layer(s)" in caplog.text
+    assert entry.config["cache_frozen_prefix"] is True
+    assert set(entry.metrics["heldout"]) == {"topic", "sentiment"}
