@@ -3,7 +3,8 @@
 ``train(config, settings)`` runs the whole recipe and returns the new registry
 entry: dedupe and split the data, tokenise once, train with AdamW (warmup then
 linear decay, gradient clipping and accumulation, bf16 autocast on CUDA) on
-length-sorted dynamically padded batches, evaluate on the validation split
+length-sorted dynamically padded batches (with ``cache_frozen_prefix``, starting
+from the stored states of the frozen bottom layers: models/prefix_cache.py), evaluate on the validation split
 ``evals_per_epoch`` times per epoch, keep the best validation macro-F1 (mean of
 the two tasks) and stop early, fit one temperature per head on validation,
 score the held-out split, and write everything into the registry.
