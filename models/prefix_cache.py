@@ -62,16 +62,13 @@ def frozen_depth(model: MultiTaskClassifier) -> int:
     return depth
 
 
-def _bidirectional_mask(base: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor):
+def _run_layers(base, layers, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``layers`` of ``base`` over ``hidden``, masked as the encoder's own forward masks."""
     from transformers.masking_utils import create_bidirectional_mask
 
-    return create_bidirectional_mask(
+    mask = create_bidirectional_mask(
         config=base.config, inputs_embeds=hidden, attention_mask=attention_mask
     )
-
-
-def _run_layers(base, layers, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = _bidirectional_mask(base, hidden, attention_mask)
     for layer in layers:
         out = layer(hidden, mask)
         hidden = out[0] if isinstance(out, tuple) else out
