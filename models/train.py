@@ -145,7 +145,7 @@ def train(
     device = resolve_device(settings.device)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    _seed_everything(config.seed)
+    _seed_everything(config.run_seed)
     started = time.monotonic()
 
     data_dir = Path(config.data_dir) if config.data_dir else DATA_DIR
@@ -201,7 +201,7 @@ def train(
     optimizer, trainable = adamw(
         model, config.learning_rate, config.head_learning_rate, config.weight_decay
     )
-    batches_per_epoch = len(epoch_batches(len(data), lengths, config.batch_size, config.seed, 0))
+    batches_per_epoch = len(epoch_batches(len(data), lengths, config.batch_size, config.run_seed, 0))
     steps_per_epoch = max(1, batches_per_epoch // config.grad_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
     clock = {"prior": 0.0}
@@ -282,7 +282,7 @@ def train(
         model.train()
         ema, seen, tick = None, 0, time.monotonic()
         for epoch in range(state["epoch"], config.epochs):
-            batches = epoch_batches(len(data), lengths, config.batch_size, config.seed, epoch)
+            batches = epoch_batches(len(data), lengths, config.batch_size, config.run_seed, epoch)
             for b in range(state["batch"] if epoch == state["epoch"] else 0, len(batches)):
                 batch = collate(data, batches[b], tokenizer.pad_token_id)
                 with autocast:

@@ -111,3 +111,22 @@ def test_training_on_the_cached_frozen_prefix(tiny_root, tmp_path, caplog):
     assert "cached the embeddings and 1 frozen layer(s)" in caplog.text
     assert entry.config["cache_frozen_prefix"] is True
     assert set(entry.metrics["heldout"]) == {"topic", "sentiment"}
+
+
+def test_training_seed_repeats_a_recipe_on_the_same_split(tiny_root, tmp_path):
+    data = tmp_path / "data"
+    first = train(tiny_config(tiny_root, tmp_path), tiny_settings(tiny_root), progress=False)
+    heldout = {path.name: path.read_bytes() for path in data.glob("heldout_*.csv")}
+    again = train(
+        tiny_config(tiny_root, tmp_path, training_seed=7), tiny_settings(tiny_root), progress=False
+    )
+    assert {path.name: path.read_bytes() for path in data.glob("heldout_*.csv")} == heldout
+    assert again.manifest["data"]["snapshot_hash"] == first.manifest["data"]["snapshot_hash"]
+    assert (first.config["seed"], first.config["training_seed"]) == (13, None)
+    assert again.config["training_seed"] == 7
+    assert again.heads_path.read_bytes() != first.heads_path.read_bytes()
+
+
+def test_training_seed_defaults_to_the_split_seed():
+    assert TrainConfig(seed=5).run_seed == 5
+    assert TrainConfig(seed=5, training_seed=9).run_seed == 9
