@@ -189,6 +189,10 @@ class TrainConfig:
             )
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ConfigError(f"train config: torch_threads={self.torch_threads} must be >= 1")
+        for name in ("seed", "training_seed"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 2**32:  # numpy's seed range
+                raise ConfigError(f"train config: {name}={value} must be in 0..4294967295")
 
     @property
     def run_seed(self) -> int:
