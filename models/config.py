@@ -173,6 +173,12 @@ class TrainConfig:
             ("evals_per_epoch", self.evals_per_epoch >= 1, ">= 1"),
             ("early_stopping_patience", self.early_stopping_patience >= 1, ">= 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
+            ("seed", 0 <= self.seed < 2**32, "in 0..4294967295"),  # numpy's seed range
+            (
+                "training_seed",
+                self.training_seed is None or 0 <= self.training_seed < 2**32,
+                "in 0..4294967295",
+            ),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -189,10 +195,6 @@ class TrainConfig:
             )
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ConfigError(f"train config: torch_threads={self.torch_threads} must be >= 1")
-        for name in ("seed", "training_seed"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < 2**32:  # numpy's seed range
-                raise ConfigError(f"train config: {name}={value} must be in 0..4294967295")
 
     @property
     def run_seed(self) -> int:

@@ -117,6 +117,8 @@ def test_training_seed_repeats_a_recipe_on_the_same_split(tiny_root, tmp_path):
     data = tmp_path / "data"
     first = train(tiny_config(tiny_root, tmp_path), tiny_settings(tiny_root), progress=False)
     heldout = {path.name: path.read_bytes() for path in data.glob("heldout_*.csv")}
+    same = train(tiny_config(tiny_root, tmp_path), tiny_settings(tiny_root), progress=False)
+    assert same.heads_path.read_bytes() == first.heads_path.read_bytes()  # so a change is the seed's
     again = train(
         tiny_config(tiny_root, tmp_path, training_seed=7), tiny_settings(tiny_root), progress=False
     )
