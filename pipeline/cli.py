@@ -75,7 +75,21 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    from pipeline.settings import SettingsError, settings_error_message
+
+    try:
+        app()
+    except SettingsError as exc:
+        typer.echo(f"finsentry: {exc}", err=True)
+        raise SystemExit(2) from None
+    except ValidationError as exc:
+        message = settings_error_message(exc)
+        if message is None:
+            raise
+        typer.echo(f"finsentry: {message}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

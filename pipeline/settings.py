@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,10 @@ from pydantic_settings import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class SettingsError(ValueError):
+    """The settings' sources themselves are unusable (the config file, a secret in it)."""
+
+
 def _config_file_sections() -> dict[str, Any]:
     path = os.environ.get("FINSENTRY_CONFIG")
     if not path:
@@ -34,9 +38,9 @@ def _config_file_sections() -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as exc:
-        raise ValueError(f"settings: cannot read FINSENTRY_CONFIG={path!r}: {exc}") from exc
+        raise SettingsError(f"settings: cannot read FINSENTRY_CONFIG={path!r}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"settings: FINSENTRY_CONFIG={path!r} must be a YAML mapping of sections")
+        raise SettingsError(f"settings: FINSENTRY_CONFIG={path!r} must be a YAML mapping of sections")
     return data
 
 
@@ -46,6 +50,14 @@ class _YamlSectionSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], section: str) -> None:
         super().__init__(settings_cls)
         self._values = _config_file_sections().get(section) or {}
+        secrets = [name for name in self._values if _is_secret(settings_cls, name)]
+        if secrets:  # a config file gets committed; a credential must not be in one
+            names = ", ".join(f"{section}.{name}" for name in secrets)
+            variables = ", ".join(f"FINSENTRY_{section.upper()}_{name.upper()}" for name in secrets)
+            raise SettingsError(
+                f"settings: {names} in FINSENTRY_CONFIG is a secret and is refused there; "
+                f"set {variables} or a file in FINSENTRY_SECRETS_DIR instead"
+            )
 
     def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
         return self._values.get(field_name), field_name, False
@@ -88,6 +100,43 @@ class ServiceSettings(BaseSettings):
         )
 
 
+def settings_error_message(exc: ValidationError) -> str | None:
+    """A readable account of ``exc`` when a ``ServiceSettings`` class raised it, else None.
+
+    Names each bad field by its environment variable and YAML key, since that is
+    where a user set it; a secret field's value is never repeated.
+    """
+    settings_cls = _service_settings_by_name().get(exc.title)
+    if settings_cls is None:
+        return None
+    section = settings_cls.section
+    lines = [f"invalid {section} settings:"]
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else None
+        if field is None:
+            lines.append(f"  {error['msg']}")
+            continue
+        where = f"FINSENTRY_{section.upper()}_{field.upper()}, or {section}.{field} in FINSENTRY_CONFIG"
+        value = "" if _is_secret(settings_cls, field) else f" = {error.get('input')!r}"
+        lines.append(f"  {field}{value} ({where}): {error['msg']}")
+    return "\n".join(lines)
+
+
+def _is_secret(settings_cls: type[BaseSettings], field: str) -> bool:
+    info = settings_cls.model_fields.get(field)
+    return info is not None and "SecretStr" in str(info.annotation)
+
+
+def _service_settings_by_name() -> dict[str, type[ServiceSettings]]:
+    found: dict[str, type[ServiceSettings]] = {}
+    pending = list(ServiceSettings.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
 class KafkaSettings(ServiceSettings):
     """How every finsentry client reaches Kafka, and the topics it uses."""
 
@@ -123,7 +172,7 @@ class KafkaSettings(ServiceSettings):
         }
         if self.security_protocol.startswith("SASL"):
             if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-                raise ValueError(
+                raise SettingsError(
                     "kafka settings: security_protocol "
                     f"{self.security_protocol} needs sasl_mechanism, sasl_username "
                     "and sasl_password (FINSENTRY_KAFKA_SASL_*)"
@@ -420,7 +469,8 @@ class RetrainSettings(ServiceSettings):
     original_metric: Literal["brier", "accuracy", "macro_f1"] = "macro_f1"
     min_new_label_gain: float = Field(default=0.0, ge=0)
     max_original_drop: float = Field(default=0.01, ge=0)
-    seed: int = 13
+    #: Seeds the replay sample, initialisation and batch order; numpy's seed range.
+    seed: int = Field(default=13, ge=0, le=2**32 - 1)
     #: ``--watch``: retrain once this many labels arrived since the last retrain.
     trigger_new_labels: int | None = Field(default=200, ge=1)
     #: ``--watch``: and at least this often when new labels exist (None: never by time).

@@ -200,3 +200,14 @@ def test_one_retrain_at_a_time(tiny_world):
     with _exclusive(_lock_path(root)), pytest.raises(RetrainError, match="another retrain"):
         retrainer.run()
     assert store.retrains() == []
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**32)])
+def test_seed_outside_numpys_range_is_refused_by_name(monkeypatch, value):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("FINSENTRY_RETRAIN_SEED", value)
+    with pytest.raises(ValidationError, match="seed"):
+        RetrainSettings()
+    monkeypatch.setenv("FINSENTRY_RETRAIN_SEED", str(2**32 - 1))
+    assert RetrainSettings().seed == 2**32 - 1
