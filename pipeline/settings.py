@@ -463,6 +463,9 @@ class RetrainSettings(ServiceSettings):
     learning_rate: float = Field(default=3e-4, gt=0)
     head_learning_rate: float = Field(default=1e-3, gt=0)
     max_train_seconds: float | None = Field(default=None, gt=0)
+    #: Compute the encoder layers below the adapter once per retrain, not in every step
+    #: (as ``finsentry train`` does; models/prefix_cache.py). Their dropout is then off.
+    cache_frozen_prefix: bool = True
     #: Original held-out examples evaluated per task (None: all).
     eval_limit_per_task: int | None = Field(default=None, ge=1)
     new_label_metric: Literal["brier", "accuracy", "macro_f1"] = "brier"

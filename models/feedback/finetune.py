@@ -33,6 +33,7 @@ from models.labels import IGNORE_INDEX, TASKS
 from models.loading import compute_logits
 from models.model import MultiTaskClassifier, load_encoder
 from models.optim import adamw, warmup_linear_decay
+from models.prefix_cache import FrozenPrefix, PrefixCacheError, forward_from_prefix
 from models.registry import RegistryEntry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class FinetuneOptions:
     seed: int = 13
     max_length_tokens: int = 64
     max_train_seconds: float | None = None
+    #: Compute the embeddings and the encoder layers without trainable weights once,
+    #: not in every step (models/prefix_cache.py); encoders it cannot split train without.
+    cache_frozen_prefix: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -154,11 +158,16 @@ def finetune(
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     started = time.monotonic()
+    prefix = _frozen_prefix(model, data, pad, device) if options.cache_frozen_prefix else None
     step, seen, ema = 0, 0, None
     for epoch in range(options.epochs):
         for indices in epoch_batches(len(data), lengths, options.batch_size, options.seed, epoch):
             batch = collate(data, indices, pad)
-            out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            mask = batch["attention_mask"].to(device)
+            if prefix is None:
+                out = model(batch["input_ids"].to(device), mask)
+            else:
+                out = forward_from_prefix(model, prefix.depth, prefix.collate(indices).to(device), mask)
             loss = weighted_multitask_loss(
                 out,
                 batch["topic"].to(device),
@@ -196,7 +205,17 @@ def finetune(
         "examples_seen": seen,
         "train_seconds": round(time.monotonic() - started, 2),
         "final_loss_ema": ema,
+        "cached_frozen_layers": prefix.depth if prefix is not None else 0,
     }
+
+
+def _frozen_prefix(model: MultiTaskClassifier, data, pad_id: int, device: str) -> FrozenPrefix | None:
+    """The cached frozen bottom, or None (nothing frozen, or an encoder it cannot split)."""
+    try:
+        return FrozenPrefix.build(model, data, pad_id, device)
+    except PrefixCacheError as exc:
+        log.info("finetune: training without the frozen-prefix cache: %s", exc)
+        return None
 
 
 def fit_temperatures(

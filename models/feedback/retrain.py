@@ -254,6 +254,7 @@ class Retrainer:
             seed=s.seed,
             max_length_tokens=max_len,
             max_train_seconds=s.max_train_seconds,
+            cache_frozen_prefix=s.cache_frozen_prefix,
         )
         last_log = [time.monotonic()]
 

@@ -78,3 +78,46 @@ def test_an_unsupported_encoder_is_refused_by_name(tiny_base):
     model.encoder.get_base_model().config.model_type = "mpnet"
     with pytest.raises(PrefixCacheError, match="'mpnet' is not supported"):
         frozen_depth(model)
+
+
+def _finetune(tiny_base, cache: bool):
+    from transformers import AutoTokenizer
+
+    from models.feedback.finetune import FinetuneOptions, WeightedExample, finetune
+
+    model = _top_layer_model(tiny_base)
+    for module in model.modules():  # without dropout the two paths compute the same steps
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_base), local_files_only=True)
+    examples = [
+        WeightedExample(text, "topic" if i % 2 else "sentiment", i % 3, weight=1.0 + i)
+        for i, text in enumerate(TEXTS)
+    ]
+    options = FinetuneOptions(epochs=3, batch_size=2, learning_rate=1e-2, cache_frozen_prefix=cache)
+    report = finetune(model, tokenizer, examples * 2, options)
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return report, trained
+
+
+def test_a_retrain_fine_tune_on_the_cache_takes_the_same_steps_as_without(tiny_base):
+    plain_report, plain = _finetune(tiny_base, cache=False)
+    cached_report, cached = _finetune(tiny_base, cache=True)
+    assert (plain_report["cached_frozen_layers"], cached_report["cached_frozen_layers"]) == (0, 1)
+    assert plain_report["steps"] == cached_report["steps"] == 15
+    untouched = _top_layer_model(tiny_base)
+    moved = [n for n, p in untouched.named_parameters() if p.requires_grad and not torch.equal(p, plain[n])]
+    assert moved  # training did something, and the cached path did the same
+    for name in plain:
+        torch.testing.assert_close(cached[name], plain[name], rtol=1e-4, atol=1e-5)
+
+
+def test_a_fine_tune_falls_back_to_the_plain_path_for_an_unsupported_encoder(tiny_base, caplog):
+    from models.feedback.finetune import _frozen_prefix
+
+    model = _top_layer_model(tiny_base)
+    model.encoder.get_base_model().config.model_type = "mpnet"
+    data, pad_id = _encoded(tiny_base)
+    with caplog.at_level("INFO"):
+        assert _frozen_prefix(model, data, pad_id, "cpu") is None
+    assert "without the frozen-prefix cache" in caplog.text
