@@ -28,7 +28,9 @@ Quick start:  make demo        (everything, end to end, on the bundled model)
 
 Settings come from FINSENTRY_<SECTION>_<FIELD> environment variables, a
 secrets directory (FINSENTRY_SECRETS_DIR) or a YAML file (FINSENTRY_CONFIG);
-see docs/ and `finsentry stack status` for the local addresses.
+see docs/ and `finsentry stack status` for the local addresses. A bad setting
+stops any command with exit status 2 and names its variable; credentials are
+refused in the YAML file.
 """
 
 #: Modules whose ``register(app)`` adds commands; one per area.
