@@ -464,8 +464,10 @@ class RetrainSettings(ServiceSettings):
     head_learning_rate: float = Field(default=1e-3, gt=0)
     max_train_seconds: float | None = Field(default=None, gt=0)
     #: Compute the encoder layers below the adapter once per retrain, not in every step
-    #: (as ``finsentry train`` does; models/prefix_cache.py). Their dropout is then off.
-    cache_frozen_prefix: bool = True
+    #: (as ``finsentry train`` does; models/prefix_cache.py; their dropout is then off).
+    #: 1.2x faster training, but off: over three seeds it was promoted less often
+    #: (docs/model.md, "Retrain and the gate").
+    cache_frozen_prefix: bool = False
     #: Original held-out examples evaluated per task (None: all).
     eval_limit_per_task: int | None = Field(default=None, ge=1)
     new_label_metric: Literal["brier", "accuracy", "macro_f1"] = "brier"
