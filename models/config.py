@@ -17,6 +17,8 @@ import yaml
 
 PEFT_METHODS = ("lora", "adalora", "ia3", "none")
 CLASS_WEIGHTING = ("none", "inverse_sqrt", "inverse")
+#: The largest seed numpy accepts; every seed (training and retraining) is checked against it.
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -173,11 +175,11 @@ class TrainConfig:
             ("evals_per_epoch", self.evals_per_epoch >= 1, ">= 1"),
             ("early_stopping_patience", self.early_stopping_patience >= 1, ">= 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
-            ("seed", 0 <= self.seed < 2**32, "in 0..4294967295"),  # numpy's seed range
+            ("seed", 0 <= self.seed <= MAX_SEED, f"in 0..{MAX_SEED}"),
             (
                 "training_seed",
-                self.training_seed is None or 0 <= self.training_seed < 2**32,
-                "in 0..4294967295",
+                self.training_seed is None or 0 <= self.training_seed <= MAX_SEED,
+                f"in 0..{MAX_SEED}",
             ),
         ]
         for name, ok, expected in checks:

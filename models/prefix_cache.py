@@ -135,3 +135,18 @@ def forward_from_prefix(
     base = _transformer(model)
     top = _run_layers(base, base.encoder.layer[depth:], hidden, attention_mask)
     return model.heads(top, attention_mask)
+
+
+def forward_batch(
+    model: MultiTaskClassifier,
+    prefix: FrozenPrefix | None,
+    batch: dict[str, torch.Tensor],
+    indices: list[int],
+    device: str,
+) -> dict[str, torch.Tensor]:
+    """The logits of a collated training batch: from ``prefix``'s states, or the plain
+    forward pass when there is no cache."""
+    mask = batch["attention_mask"].to(device)
+    if prefix is None:
+        return model(batch["input_ids"].to(device), mask)
+    return forward_from_prefix(model, prefix.depth, prefix.collate(indices).to(device), mask)

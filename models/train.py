@@ -36,7 +36,7 @@ from models.labels import TASKS, num_classes
 from models.loading import compute_logits, resolve_device
 from models.model import MultiTaskClassifier, multitask_loss
 from models.optim import adamw, warmup_linear_decay
-from models.prefix_cache import FrozenPrefix, PrefixCacheError, forward_from_prefix
+from models.prefix_cache import FrozenPrefix, PrefixCacheError, forward_batch
 from models.publish import publish
 from models.registry import Registry, RegistryEntry
 
@@ -192,11 +192,6 @@ def train(
         except PrefixCacheError as exc:
             raise TrainingError(str(exc)) from exc
 
-    def forward(batch: dict[str, torch.Tensor], indices: list[int]) -> dict[str, torch.Tensor]:
-        mask = batch["attention_mask"].to(device)
-        if prefix is None:
-            return model(batch["input_ids"].to(device), mask)
-        return forward_from_prefix(model, prefix.depth, prefix.collate(indices).to(device), mask)
 
     optimizer, trainable = adamw(
         model, config.learning_rate, config.head_learning_rate, config.weight_decay
@@ -286,7 +281,7 @@ def train(
             for b in range(state["batch"] if epoch == state["epoch"] else 0, len(batches)):
                 batch = collate(data, batches[b], tokenizer.pad_token_id)
                 with autocast:
-                    out = forward(batch, batches[b])
+                    out = forward_batch(model, prefix, batch, batches[b], device)
                 loss, _ = multitask_loss(
                     out,
                     batch["topic"].to(device),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -23,6 +23,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from models.config import MAX_SEED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,10 +52,10 @@ class _YamlSectionSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], section: str) -> None:
         super().__init__(settings_cls)
         self._values = _config_file_sections().get(section) or {}
-        secrets = [name for name in self._values if _is_secret(settings_cls, name)]
+        secrets = [name for name in self._values if _is_secret_field(settings_cls, name)]
         if secrets:  # a config file gets committed; a credential must not be in one
             names = ", ".join(f"{section}.{name}" for name in secrets)
-            variables = ", ".join(f"FINSENTRY_{section.upper()}_{name.upper()}" for name in secrets)
+            variables = ", ".join(environment_variable(settings_cls, name) for name in secrets)
             raise SettingsError(
                 f"settings: {names} in FINSENTRY_CONFIG is a secret and is refused there; "
                 f"set {variables} or a file in FINSENTRY_SECRETS_DIR instead"
@@ -106,7 +108,8 @@ def settings_error_message(exc: ValidationError) -> str | None:
     Names each bad field by its environment variable and YAML key, since that is
     where a user set it; a secret field's value is never repeated.
     """
-    settings_cls = _service_settings_by_name().get(exc.title)
+    by_name = {cls.__name__: cls for cls in service_settings_classes()}
+    settings_cls = by_name.get(exc.title)
     if settings_cls is None:
         return None
     section = settings_cls.section
@@ -116,23 +119,35 @@ def settings_error_message(exc: ValidationError) -> str | None:
         if field is None:
             lines.append(f"  {error['msg']}")
             continue
-        where = f"FINSENTRY_{section.upper()}_{field.upper()}, or {section}.{field} in FINSENTRY_CONFIG"
-        value = "" if _is_secret(settings_cls, field) else f" = {error.get('input')!r}"
+        where = f"{environment_variable(settings_cls, field)}, or {section}.{field} in FINSENTRY_CONFIG"
+        value = "" if _is_secret_field(settings_cls, field) else f" = {error.get('input')!r}"
         lines.append(f"  {field}{value} ({where}): {error['msg']}")
     return "\n".join(lines)
 
 
-def _is_secret(settings_cls: type[BaseSettings], field: str) -> bool:
+def environment_variable(settings_cls: type[BaseSettings], field: str) -> str:
+    """The variable that sets ``field``, e.g. ``FINSENTRY_RETRAIN_SEED``."""
+    return f"{settings_cls.model_config['env_prefix']}{field}".upper()
+
+
+def is_secret(annotation: Any) -> bool:
+    """Whether a field annotated so holds a credential (``SecretStr``, optional or not)."""
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def _is_secret_field(settings_cls: type[BaseSettings], field: str) -> bool:
     info = settings_cls.model_fields.get(field)
-    return info is not None and "SecretStr" in str(info.annotation)
+    return info is not None and is_secret(info.annotation)
 
 
-def _service_settings_by_name() -> dict[str, type[ServiceSettings]]:
-    found: dict[str, type[ServiceSettings]] = {}
+def service_settings_classes() -> list[type[ServiceSettings]]:
+    """Every subclass of ``ServiceSettings`` with a section, wherever it is defined."""
+    found: list[type[ServiceSettings]] = []
     pending = list(ServiceSettings.__subclasses__())
     while pending:
         cls = pending.pop()
-        found[cls.__name__] = cls
+        if cls.section:
+            found.append(cls)
         pending.extend(cls.__subclasses__())
     return found
 
@@ -474,8 +489,8 @@ class RetrainSettings(ServiceSettings):
     original_metric: Literal["brier", "accuracy", "macro_f1"] = "macro_f1"
     min_new_label_gain: float = Field(default=0.0, ge=0)
     max_original_drop: float = Field(default=0.01, ge=0)
-    #: Seeds the replay sample, initialisation and batch order; numpy's seed range.
-    seed: int = Field(default=13, ge=0, le=2**32 - 1)
+    #: Seeds the replay sample, initialisation and batch order.
+    seed: int = Field(default=13, ge=0, le=MAX_SEED)
     #: ``--watch``: retrain once this many labels arrived since the last retrain.
     trigger_new_labels: int | None = Field(default=200, ge=1)
     #: ``--watch``: and at least this often when new labels exist (None: never by time).

@@ -12,7 +12,6 @@ import logging
 import math
 import re
 import subprocess
-import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pydantic import SecretStr
 
 import pipeline.settings as settings_module
 from pipeline.kafka_security import guard_logs
-from pipeline.settings import REPO_ROOT, KafkaSettings, ServiceSettings
+from pipeline.settings import REPO_ROOT, KafkaSettings, ServiceSettings, is_secret, service_settings_classes
 
 # -- detectors ----------------------------------------------------------------------
 
@@ -186,22 +185,13 @@ def test_tests_may_hold_readable_dummy_passwords_but_not_real_looking_ones():
 # -- settings and logs ----------------------------------------------------------------
 
 def _service_settings_classes() -> list[type[ServiceSettings]]:
-    found, todo = [], [ServiceSettings]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            if sub.__module__ == settings_module.__name__ and sub.section:
-                found.append(sub)
-            todo.append(sub)
-    return found
-
-
-def _is_secret(annotation) -> bool:
-    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+    """The project's own settings classes (not ones that tests define)."""
+    return [cls for cls in service_settings_classes() if cls.__module__ == settings_module.__name__]
 
 
 SECRET_FIELDS = [
     (cls, name) for cls in _service_settings_classes()
-    for name, field in cls.model_fields.items() if _is_secret(field.annotation)
+    for name, field in cls.model_fields.items() if is_secret(field.annotation)
 ]
 SECRET_NAME = re.compile(r"(?:^|_)(?:password|passwd|secret|token|api_key|private_key|"
                          r"credentials?)(?:$|_)|^slack_webhook_url$|^database_url$")
@@ -210,7 +200,7 @@ SECRET_NAME = re.compile(r"(?:^|_)(?:password|passwd|secret|token|api_key|privat
 def test_every_credential_setting_is_a_secret_str():
     plain = [f"{cls.__name__}.{name}" for cls in _service_settings_classes()
              for name, field in cls.model_fields.items()
-             if SECRET_NAME.search(name) and not _is_secret(field.annotation)]
+             if SECRET_NAME.search(name) and not is_secret(field.annotation)]
     assert SECRET_FIELDS, "found no SecretStr fields at all"
     assert plain == []
 

@@ -33,7 +33,7 @@ from models.labels import IGNORE_INDEX, TASKS
 from models.loading import compute_logits
 from models.model import MultiTaskClassifier, load_encoder
 from models.optim import adamw, warmup_linear_decay
-from models.prefix_cache import FrozenPrefix, PrefixCacheError, forward_from_prefix
+from models.prefix_cache import FrozenPrefix, PrefixCacheError, forward_batch
 from models.registry import RegistryEntry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,7 @@ def finetune(
     for epoch in range(options.epochs):
         for indices in epoch_batches(len(data), lengths, options.batch_size, options.seed, epoch):
             batch = collate(data, indices, pad)
-            mask = batch["attention_mask"].to(device)
-            if prefix is None:
-                out = model(batch["input_ids"].to(device), mask)
-            else:
-                out = forward_from_prefix(model, prefix.depth, prefix.collate(indices).to(device), mask)
+            out = forward_batch(model, prefix, batch, indices, device)
             loss = weighted_multitask_loss(
                 out,
                 batch["topic"].to(device),

@@ -202,12 +202,15 @@ def test_one_retrain_at_a_time(tiny_world):
     assert store.retrains() == []
 
 
-@pytest.mark.parametrize("value", ["-1", str(2**32)])
-def test_seed_outside_numpys_range_is_refused_by_name(monkeypatch, value):
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("-1", "greater than or equal to 0"), (str(2**32), "less than or equal to 4294967295")],
+)
+def test_seed_outside_numpys_range_is_refused_by_name(monkeypatch, value, reason):
     from pydantic import ValidationError
 
     monkeypatch.setenv("FINSENTRY_RETRAIN_SEED", value)
-    with pytest.raises(ValidationError, match="seed"):
+    with pytest.raises(ValidationError, match=rf"seed\n  Input should be {reason}"):
         RetrainSettings()
     monkeypatch.setenv("FINSENTRY_RETRAIN_SEED", str(2**32 - 1))
     assert RetrainSettings().seed == 2**32 - 1
