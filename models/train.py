@@ -192,7 +192,6 @@ def train(
         except PrefixCacheError as exc:
             raise TrainingError(str(exc)) from exc
 
-
     optimizer, trainable = adamw(
         model, config.learning_rate, config.head_learning_rate, config.weight_decay
     )
