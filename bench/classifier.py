@@ -9,7 +9,9 @@ The model is the registry's current entry (``FINSENTRY_MODEL_REGISTRY_DIR`` or
 text per forward pass, fp32) on the same network, i.e. the merged encoder plus
 the sentiment head behind a ``BertPreTrainedModel`` wrapper, since the
 pipeline knows nothing of a second head. (b) is ``models.inference`` in every
-mode this machine has: CPU fp32 / bf16 (native only) / int8, CUDA bf16 / fp16,
+mode this machine has: CPU fp32 / bf16 (native only) / int8 / openvino /
+openvino-int8 (``second_look_share``: the texts it scored again in float), CUDA
+bf16 / fp16,
 each serving the entry as the service does: where the entry has a TF-IDF model
 (models/lexical.py) it is mixed in, and its cost alone is timed too
 (``lexical_items_per_s``; the pipeline baseline runs the encoder only).
@@ -373,14 +375,16 @@ def main() -> None:
         del pipe_cuda
         log.info("hf pipeline on CUDA: %.0f items/s", baseline_cuda_ips)
 
-    modes = [("cpu", "fp32"), ("cpu", "int8")]
+    modes = [("cpu", "fp32"), ("cpu", "int8"), ("cpu", "openvino"), ("cpu", "openvino-int8")]
     if cpu_has_native_bf16():
         modes.insert(1, ("cpu", "bf16"))
     if torch.cuda.is_available():
         modes += [("cuda", p) for p in CUDA_PRECISIONS]
     engines = {}
+    ready_s: dict[str, float] = {}
     for device, precision in modes:
         batch = args.batch_size or (None if device == "cpu" else 512)
+        started = time.perf_counter()
         engines[f"{device}/{precision}"] = engine_for(
             loaded,
             copy.deepcopy(loaded.model),
@@ -389,6 +393,7 @@ def main() -> None:
             batch_size=batch,
             num_threads=args.threads,
         )
+        ready_s[f"{device}/{precision}"] = time.perf_counter() - started
     for engine in engines.values():
         engine.predict(texts[:128])  # warm-up (allocator, oneDNN primitives, CUDA context)
     # Round robin, best of ``repeats`` per mode: a burst of load from another
@@ -439,7 +444,12 @@ def main() -> None:
             "items_per_cpu_s": round(cpu[name], 1),
             "sentiment_agreement_with_fp32": round(float(np.mean(labels[1] == reference[1])), 4),
             "topic_agreement_with_fp32": round(float(np.mean(labels[0] == reference[0])), 4),
+            "ready_s": round(ready_s[name], 1),
         }
+        if engines[name].rows_scored:
+            results[name]["second_look_share"] = round(
+                engines[name].rows_second_look / engines[name].rows_scored, 4
+            )
         log.info("%s: %s", name, results[name])
 
     baseline_labels = np.array([SENTIMENT_NAMES.index(o["label"]) for o in baseline_out])

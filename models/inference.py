@@ -15,14 +15,19 @@ texts into :class:`~pipeline.classify.engine.Prediction` objects, in order:
    CUDA every batch is queued before the first result is read back (one
    synchronisation per call);
 4. where the entry has one, mix in its TF-IDF model's probabilities
-   (``models.lexical``: ``w * p_encoder + (1 - w) * p_lexical`` per task). On
-   CUDA the TF-IDF part runs on a CPU thread while the GPU runs the encoder.
+   (``models.lexical``: ``w * p_encoder + (1 - w) * p_lexical`` per task). The
+   TF-IDF part runs on a thread of its own while the encoder runs;
+5. ``openvino-int8`` only: texts whose served top two probabilities lie closer
+   than a margin are scored again in float (``models.openvino_encoder``).
 
 Precisions: on CUDA ``bf16`` (default), ``fp16`` or ``fp32``, inputs copied
 from pinned memory without blocking. On CPU ``fp32``, ``bf16`` (only where the
 CPU has ``avx512_bf16`` or AMX: elsewhere it is emulated and slower than fp32)
 and ``int8`` (dynamic quantisation of the encoder's Linear layers; the small
-heads stay fp32; opt-in, as it changes a few percent of labels). LoRA adapters
+heads stay fp32; opt-in, as it changes a few percent of labels); ``openvino``
+(the graph compiled by OpenVINO, bf16 where native) and ``openvino-int8``
+(OpenVINO static int8 with a float second look at close calls), both in
+``models.openvino_encoder``. LoRA adapters
 are merged into the base weights first, so the forward pass is a plain encoder.
 Texts pass through ``normalise`` first (the service uses
 ``models.data.normalise_text``, exactly what training saw).
@@ -50,10 +55,12 @@ from pipeline.classify.engine import Prediction
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8", "openvino", "openvino-int8"]
 LongText = Literal["head", "chunks"]
 
-CPU_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+CPU_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8", "openvino", "openvino-int8")
+#: Precisions served by OpenVINO's runtime (models.openvino_encoder), CPU only.
+OPENVINO_PRECISIONS: tuple[str, ...] = ("openvino", "openvino-int8")
 #: torch's own thread count before any engine changed it (one per usable core).
 _DEFAULT_THREADS = torch.get_num_threads()
 CUDA_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
@@ -216,8 +223,19 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized
 
 
-def prepare_model(model: nn.Module, device: str, precision: str) -> nn.Module:
-    """Merge LoRA, switch to eval, and cast/quantise/move for (device, precision)."""
+def prepare_model(
+    model: nn.Module,
+    device: str,
+    precision: str,
+    *,
+    threads: int = 1,
+    streams: int = 1,
+    calibration_ids: Callable[[], Sequence[Sequence[int]]] | None = None,
+) -> nn.Module:
+    """Merge LoRA, switch to eval, and cast/quantise/move for (device, precision).
+
+    ``threads``, ``streams`` and ``calibration_ids`` (token ids of the texts that
+    calibrate int8 activations) are for the OpenVINO precisions only."""
     model = merge_lora(model).eval()
     for param in model.parameters():
         param.requires_grad_(False)
@@ -225,6 +243,20 @@ def prepare_model(model: nn.Module, device: str, precision: str) -> nn.Module:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         return model.to(device=device, dtype=dtype)
     model = model.to("cpu")
+    if precision in OPENVINO_PRECISIONS:
+        from models.openvino_encoder import OpenVinoUnavailable, compile_encoder
+
+        try:
+            return compile_encoder(
+                model,
+                int8=precision == "openvino-int8",
+                bf16=cpu_has_native_bf16(),
+                threads=threads,
+                streams=streams,
+                calibration_ids=calibration_ids,
+            )
+        except OpenVinoUnavailable as exc:
+            raise EngineError(f"engine: precision {precision!r}: {exc}") from exc
     if precision == "bf16":
         return model.to(torch.bfloat16)
     if precision == "int8":
@@ -266,8 +298,7 @@ class InferenceEngine:
         elif torch.get_num_threads() != cores:
             torch.set_num_threads(cores)
         self._pool = ThreadPoolExecutor(self.workers, "engine") if self.workers > 1 else None
-        on_gpu_with_tfidf = self._on_cuda and lexical is not None
-        self._lexical_pool = ThreadPoolExecutor(1, "engine-tfidf") if on_gpu_with_tfidf else None
+        self._lexical_pool = ThreadPoolExecutor(1, "engine-tfidf") if lexical is not None else None
         self._version = version
         self.topic_names = tuple(topic_names)
         self.sentiment_names = tuple(sentiment_names)
@@ -294,8 +325,18 @@ class InferenceEngine:
         pad = tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else 0)
         started = time.perf_counter()
-        self.model = prepare_model(model, self.device, self.precision)
+        self.model = prepare_model(
+            model,
+            self.device,
+            self.precision,
+            threads=cores,
+            streams=self.workers,
+            calibration_ids=self._calibration_ids,
+        )
         self.chunks_dropped = 0
+        #: openvino-int8: texts scored, and texts scored again in float (second look).
+        self.rows_scored = 0
+        self.rows_second_look = 0
         log.info(
             "engine ready: model %s on %s/%s, batch %d, %d worker(s), max %d tokens, "
             "long text %s (%.1fs)",
@@ -308,6 +349,15 @@ class InferenceEngine:
             self.options.long_text,
             time.perf_counter() - started,
         )
+
+    def _calibration_ids(self) -> list[list[int]]:
+        """Token ids of the training texts that calibrate ``openvino-int8``."""
+        from models.openvino_encoder import calibration_texts
+
+        texts = calibration_texts()
+        if self._normalise is not None:
+            texts = [self._normalise(t) for t in texts]
+        return self.token_ids(texts)[0]
 
     @property
     def version(self) -> str:
@@ -330,21 +380,41 @@ class InferenceEngine:
             return np.zeros((0, len(self.topic_names)), np.float32), np.zeros((0, 3), np.float32)
         if self._normalise is not None:
             texts = [self._normalise(t) for t in texts]
+        topic, sentiment = self._served_probabilities(texts, self.model)
+        second_look = getattr(self.model, "second_look", None)
+        if second_look is not None:
+            # openvino-int8: close calls of what is served are scored again in float.
+            unsure = np.flatnonzero(
+                (_top_two_gap(topic) < second_look.margin)
+                | (_top_two_gap(sentiment) < second_look.margin)
+            )
+            self.rows_scored += n
+            self.rows_second_look += len(unsure)
+            if len(unsure):
+                again = self._served_probabilities([texts[i] for i in unsure], second_look.model)
+                topic[unsure], sentiment[unsure] = again
+        return topic, sentiment
+
+    def _served_probabilities(
+        self, texts: Sequence[str], model: nn.Module
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's probabilities of normalised ``texts``, TF-IDF mixed in where the
+        entry has a TF-IDF model."""
         if self.lexical is None:
-            return self._encoder_probabilities(texts)
-        if self._on_cuda:
-            # The TF-IDF part runs on the CPU while the GPU runs the encoder; in turn it
-            # would cap the served rate at the TF-IDF's own (docs/benchmarks.md).
-            lexical = self._lexical_pool.submit(self.lexical.scores, texts)
-            topic, sentiment = self._encoder_probabilities(texts)
-            scores = lexical.result()
-        else:
-            topic, sentiment = self._encoder_probabilities(texts)
-            scores = self.lexical.scores(texts)
+            return self._encoder_probabilities(texts, model)
+        # The TF-IDF part runs on its own thread while the encoder runs. On CUDA it would
+        # otherwise cap the served rate at its own; on CPU it fills the core left idle
+        # while one thread finishes the last batches (+3% with openvino-int8, no change
+        # with torch bf16: docs/benchmarks.md, "OpenVINO").
+        lexical = self._lexical_pool.submit(self.lexical.scores, texts)
+        topic, sentiment = self._encoder_probabilities(texts, model)
+        scores = lexical.result()
         mixed = self.lexical.mix_scores({"topic": topic, "sentiment": sentiment}, scores)
         return mixed["topic"], mixed["sentiment"]
 
-    def _encoder_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _encoder_probabilities(
+        self, texts: Sequence[str], model: nn.Module
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = len(texts)
         ids, owners = self.token_ids(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -355,7 +425,7 @@ class InferenceEngine:
 
         def run(rows: np.ndarray) -> None:
             with torch.inference_mode():  # thread-local: entered in the worker
-                t, s = self._forward([ids[i] for i in rows], int(lengths[rows[-1]]))
+                t, s = self._forward([ids[i] for i in rows], int(lengths[rows[-1]]), model)
             topic[rows] = t.cpu().numpy()  # disjoint rows per batch: no lock needed
             sentiment[rows] = s.cpu().numpy()
 
@@ -365,7 +435,7 @@ class InferenceEngine:
             # call instead of one per batch keeps the GPU busy while Python pads the next.
             with torch.inference_mode():
                 outputs = [
-                    self._forward([ids[i] for i in rows], int(lengths[rows[-1]]))
+                    self._forward([ids[i] for i in rows], int(lengths[rows[-1]]), model)
                     for rows in batches
                 ]
                 every = np.concatenate(batches)
@@ -418,7 +488,9 @@ class InferenceEngine:
             owners = owners[keep]
         return ids, owners
 
-    def _forward(self, batch: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(
+        self, batch: list[list[int]], width: int, model: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated (topic, sentiment) probabilities of one batch, fp32, on the model's device."""
         input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -429,7 +501,7 @@ class InferenceEngine:
         if self._on_cuda:
             ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
             mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
-        out = self.model(input_ids=ids_t, attention_mask=mask_t)
+        out = model(input_ids=ids_t, attention_mask=mask_t)
         topic = torch.softmax(out["topic_logits"].float() / self.topic_temperature, dim=-1)
         sentiment = torch.softmax(
             out["sentiment_logits"].float() / self.sentiment_temperature, dim=-1
@@ -470,6 +542,12 @@ def _head_encoder(tokenizer: Any, max_tokens: int) -> Callable[[list[str]], list
     own.enable_truncation(max_length=max_tokens)
     own.no_padding()
     return lambda texts: [encoding.ids for encoding in own.encode_batch(texts)]
+
+
+def _top_two_gap(probs: np.ndarray) -> np.ndarray:
+    """Per row, the highest probability minus the second highest."""
+    top_two = np.partition(probs, -2, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0]
 
 
 def _unit(value: float) -> float:

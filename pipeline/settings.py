@@ -624,8 +624,11 @@ class ClassifierSettings(ServiceSettings):
     #: None: 32 on CPU, 256 on CUDA.
     inference_batch_size: int | None = Field(default=None, ge=1)
     #: ``auto`` (bf16 on CUDA or a CPU with native bf16, else fp32), ``fp32``, ``bf16``,
-    #: ``fp16`` (CUDA), ``int8`` (CPU, dynamic quantisation: faster, ~3-6% labels differ).
-    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
+    #: ``fp16`` (CUDA), ``int8`` (CPU, dynamic quantisation: faster, ~3-6% labels differ),
+    #: ``openvino`` / ``openvino-int8`` (CPU, OpenVINO's runtime: models.openvino_encoder).
+    precision: Literal[
+        "auto", "fp32", "bf16", "fp16", "int8", "openvino", "openvino-int8"
+    ] = "auto"
     #: Token budget per sequence; None uses the model entry's training length.
     max_tokens: int | None = Field(default=None, ge=8)
     #: CPU: ``batches`` runs sub-batches on one thread per core (robust on shared

@@ -9,7 +9,9 @@ def register(app: typer.Typer) -> None:
     @app.command("classify")
     def classify(
         precision: str = typer.Option(
-            None, help="auto | fp32 | bf16 | fp16 (CUDA) | int8 (CPU). Default: settings (auto)."
+            None,
+            help="auto | fp32 | bf16 | fp16 (CUDA) | int8 | openvino | openvino-int8 (CPU). "
+            "Default: settings (auto).",
         ),
         device: str = typer.Option(
             None, help="auto | cpu | cuda | cuda:N. Default: FINSENTRY_MODEL_DEVICE."

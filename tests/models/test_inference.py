@@ -107,6 +107,52 @@ def test_cpu_precisions_agree_with_fp32(registry, fp32, precision):
     np.testing.assert_allclose(other, reference, atol=0.03)
 
 
+def test_openvino_float_graph_agrees_with_torch_fp32(registry, fp32):
+    engine = engine_from_registry(
+        registry, options=EngineOptions(precision="openvino", device="cpu")
+    )
+    assert engine.mode == "cpu/openvino"
+    assert getattr(engine.model, "second_look", None) is None
+    reference = fp32.probabilities(TEXTS)
+    for ours, theirs in zip(engine.probabilities(TEXTS), reference, strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=0.03)  # bf16 where the CPU has it
+
+
+def test_openvino_int8_scores_close_calls_again_in_float(registry, fp32):
+    from models.openvino_encoder import SecondLook
+
+    engine = engine_from_registry(
+        registry, options=EngineOptions(precision="openvino-int8", device="cpu")
+    )
+    second_look = engine.model.second_look
+    assert isinstance(second_look, SecondLook) and 0 < second_look.margin < 1
+    topic, sentiment = engine.probabilities(TEXTS)
+    np.testing.assert_allclose(topic.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(sentiment, fp32.probabilities(TEXTS)[1], atol=0.05)
+    # A margin of 1 makes every text a close call: what is served is the float graph's.
+    engine.model.second_look = SecondLook(second_look.model, margin=1.0)
+    engine.rows_scored = engine.rows_second_look = 0
+    float_only = engine_from_registry(
+        registry, options=EngineOptions(precision="openvino", device="cpu")
+    )
+    for ours, theirs in zip(
+        engine.probabilities(TEXTS), float_only.probabilities(TEXTS), strict=True
+    ):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert engine.rows_scored == engine.rows_second_look == len(TEXTS)
+    # A margin of 0 serves int8 alone, and it differs from the float graph somewhere.
+    engine.model.second_look = SecondLook(second_look.model, margin=0.0)
+    int8_only = engine.probabilities(TEXTS)
+    assert engine.rows_second_look == len(TEXTS)  # unchanged: no text scored again
+    assert not np.allclose(int8_only[0], float_only.probabilities(TEXTS)[0], atol=1e-6)
+
+
+def test_openvino_is_cpu_only(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    with pytest.raises(EngineError, match="not available on cuda"):
+        EngineOptions(precision="openvino-int8", device="cuda").resolve()
+
+
 def test_int8_deprecation_warnings_are_logged_not_leaked(registry, caplog):
     with warnings.catch_warnings(record=True) as leaked:
         warnings.simplefilter("always")
