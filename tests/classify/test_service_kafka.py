@@ -44,8 +44,8 @@ def tiny_registry(tmp_path) -> Registry:
     return Registry(tmp_path, tiny_base_dir(tmp_path))
 
 
-def _engine(registry: Registry, version: str | None = None):
-    return engine_from_registry(registry, version, options=EngineOptions(precision="fp32"))
+def _engine(registry: Registry, version: str | None = None, precision: str = "fp32"):
+    return engine_from_registry(registry, version, options=EngineOptions(precision=precision))
 
 
 def _produce(kafka, values: list[tuple[bytes | None, bytes | None]]) -> None:
@@ -119,8 +119,11 @@ def _committed_everything(kafka, group_id: str) -> bool:
         consumer.close()
 
 
+# openvino-int8: the CPU's fastest mode (OpenVINO int8 and its float second look) behind
+# the same service loop.
+@pytest.mark.parametrize("precision", ["fp32", "openvino-int8"])
 def test_every_good_record_is_scored_once_and_every_bad_one_dead_lettered(
-    kafka_settings, group_id, tiny_registry
+    kafka_settings, group_id, tiny_registry, precision
 ):
     good = [f"good-{i}" for i in range(120)]
     values = [(i.encode(), raw_bytes(i, title=f"Headline {i}: shares crash")) for i in good]
@@ -130,7 +133,7 @@ def test_every_good_record_is_scored_once_and_every_bad_one_dead_lettered(
 
     metrics_registry = CollectorRegistry()
     metrics = ClassifierMetrics(metrics_registry)
-    service = ClassifierService(_engine(tiny_registry), kafka=kafka_settings,
+    service = ClassifierService(_engine(tiny_registry, precision=precision), kafka=kafka_settings,
                                 settings=_settings(group_id, max_text_chars=1_000), metrics=metrics)
     running = _Running(service)
     try:
