@@ -64,9 +64,15 @@ def _import_openvino():
 
 def calibration_texts(count: int = CALIBRATION_TEXTS) -> list[str]:
     """A seeded sample of the bundled training split (normalised, held-out excluded)."""
-    from models.data import make_splits
+    from models.data import DataError, make_splits
 
-    texts = [example.text for example in make_splits().train]
+    try:
+        texts = [example.text for example in make_splits().train]
+    except (DataError, OSError) as exc:
+        raise OpenVinoUnavailable(
+            f"openvino-int8 calibrates on the bundled training data (models/data), "
+            f"which could not be read: {exc}"
+        ) from exc
     random.Random(CALIBRATION_SEED).shuffle(texts)
     return texts[:count]
 

@@ -147,6 +147,15 @@ def test_openvino_int8_scores_close_calls_again_in_float(registry, fp32):
     assert not np.allclose(int8_only[0], float_only.probabilities(TEXTS)[0], atol=1e-6)
 
 
+def test_openvino_int8_without_calibration_data_is_a_clear_engine_error(registry, monkeypatch):
+    def unreadable():
+        raise OSError("models/data/twitter_topic_train.csv: no such file")
+
+    monkeypatch.setattr("models.data.make_splits", unreadable)
+    with pytest.raises(EngineError, match="calibrates on the bundled training data"):
+        engine_from_registry(registry, options=EngineOptions(precision="openvino-int8"))
+
+
 def test_openvino_is_cpu_only(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     with pytest.raises(EngineError, match="not available on cuda"):
