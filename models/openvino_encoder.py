@@ -48,7 +48,8 @@ CALIBRATION_SEED = 7
 
 
 class OpenVinoUnavailable(RuntimeError):
-    """openvino (or nncf, for int8) is not installed or cannot convert the model."""
+    """openvino (or nncf, for int8) is not installed, cannot convert the model, or
+    ``openvino-int8`` has no calibration texts."""
 
 
 def _import_openvino():
