@@ -131,14 +131,7 @@ def onnxruntime_variants(merged, sample_ids, work_dir: Path) -> dict:
     )
     from onnxruntime.transformers import optimizer
 
-    class Logits(torch.nn.Module):
-        def __init__(self, model) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-            return out["topic_logits"], out["sentiment_logits"]
+    from models.openvino_encoder import HeadLogits
 
     class SessionModule(torch.nn.Module):
         """Serves an onnxruntime session where the engine expects the torch model."""
@@ -166,7 +159,7 @@ def onnxruntime_variants(merged, sample_ids, work_dir: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's own deprecation notices
         torch.onnx.export(
-            Logits(model).eval(),
+            HeadLogits(model).eval(),
             (sample_ids, torch.ones_like(sample_ids)),
             str(exported),
             input_names=["input_ids", "attention_mask"],

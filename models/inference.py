@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8", "openvino", "openvino-int8"]
 LongText = Literal["head", "chunks"]
 
-CPU_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8", "openvino", "openvino-int8")
 #: Precisions served by OpenVINO's runtime (models.openvino_encoder), CPU only.
 OPENVINO_PRECISIONS: tuple[str, ...] = ("openvino", "openvino-int8")
+CPU_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8", *OPENVINO_PRECISIONS)
 #: torch's own thread count before any engine changed it (one per usable core).
 _DEFAULT_THREADS = torch.get_num_threads()
 CUDA_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
@@ -380,10 +380,18 @@ class InferenceEngine:
             return np.zeros((0, len(self.topic_names)), np.float32), np.zeros((0, 3), np.float32)
         if self._normalise is not None:
             texts = [self._normalise(t) for t in texts]
-        topic, sentiment = self._served_probabilities(texts, self.model)
+        # The TF-IDF part runs on its own thread while the encoder runs. On CUDA it would
+        # otherwise cap the served rate at its own; on CPU it fills the core left idle
+        # while one thread finishes the last batches (+3% with openvino-int8, no change
+        # with torch bf16: docs/benchmarks.md, "OpenVINO").
+        lexical = None if self.lexical is None else self._lexical_pool.submit(self.lexical.scores, texts)
+        topic, sentiment = self._encoder_probabilities(texts, self.model)
+        scores = None if lexical is None else lexical.result()
+        topic, sentiment = self._mixed(topic, sentiment, scores)
         second_look = getattr(self.model, "second_look", None)
         if second_look is not None:
-            # openvino-int8: close calls of what is served are scored again in float.
+            # openvino-int8: close calls of what is served are scored again in float,
+            # mixed with the TF-IDF scores already computed for them.
             unsure = np.flatnonzero(
                 (_top_two_gap(topic) < second_look.margin)
                 | (_top_two_gap(sentiment) < second_look.margin)
@@ -391,24 +399,17 @@ class InferenceEngine:
             self.rows_scored += n
             self.rows_second_look += len(unsure)
             if len(unsure):
-                again = self._served_probabilities([texts[i] for i in unsure], second_look.model)
-                topic[unsure], sentiment[unsure] = again
+                again = self._encoder_probabilities([texts[i] for i in unsure], second_look.model)
+                rows = None if scores is None else {k: v[unsure] for k, v in scores.items()}
+                topic[unsure], sentiment[unsure] = self._mixed(*again, rows)
         return topic, sentiment
 
-    def _served_probabilities(
-        self, texts: Sequence[str], model: nn.Module
+    def _mixed(
+        self, topic: np.ndarray, sentiment: np.ndarray, scores: dict[str, np.ndarray] | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The encoder's probabilities of normalised ``texts``, TF-IDF mixed in where the
-        entry has a TF-IDF model."""
-        if self.lexical is None:
-            return self._encoder_probabilities(texts, model)
-        # The TF-IDF part runs on its own thread while the encoder runs. On CUDA it would
-        # otherwise cap the served rate at its own; on CPU it fills the core left idle
-        # while one thread finishes the last batches (+3% with openvino-int8, no change
-        # with torch bf16: docs/benchmarks.md, "OpenVINO").
-        lexical = self._lexical_pool.submit(self.lexical.scores, texts)
-        topic, sentiment = self._encoder_probabilities(texts, model)
-        scores = lexical.result()
+        """Encoder probabilities with the entry's TF-IDF ``scores`` mixed in (None: none)."""
+        if scores is None:
+            return topic, sentiment
         mixed = self.lexical.mix_scores({"topic": topic, "sentiment": sentiment}, scores)
         return mixed["topic"], mixed["sentiment"]
 

@@ -78,8 +78,9 @@ def calibration_texts(count: int = CALIBRATION_TEXTS) -> list[str]:
     return texts[:count]
 
 
-class _Logits(nn.Module):
-    """The model as a function of (input_ids, attention_mask) to (topic, sentiment) logits."""
+class HeadLogits(nn.Module):
+    """The model as a function of (input_ids, attention_mask) to (topic, sentiment) logits:
+    the form graph converters and exporters (OpenVINO here, ONNX in bench/) trace."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -150,7 +151,7 @@ def compile_encoder(
             )
             with torch.no_grad():
                 graph = ov.convert_model(
-                    _Logits(model.eval()),
+                    HeadLogits(model.eval()),
                     example_input=(sample, torch.ones_like(sample)),
                     input=[
                         ("input_ids", shape, ov.Type.i64),
